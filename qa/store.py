@@ -1,0 +1,504 @@
+"""Stage 4: the persisted index. SQLite holds articles, chunks, their vectors and a BM25 (FTS5) index; a FAISS
+file per generation holds the dense index. Both change in one atomic step, and nothing is unpickled.
+
+Layout of the index folder:
+    qa.sqlite             articles, chunks (+ float32 vectors), fts, files, meta(generation, checksums)
+    faiss-<gen>.index     faiss.serialize_index bytes for that generation, sha256 recorded in meta
+    index.lock            held by the one writer
+
+A write builds faiss-<gen+1>.index (temp file, fsync, rename), then commits the SQLite transaction that makes
+<gen+1> current. A crash before the commit leaves <gen> current and intact; an orphan file is overwritten next
+time. Readers run each query in one SQLite read transaction and use the FAISS file of the generation that
+transaction sees, so an answer never mixes two versions of the index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from qa.schema import Article, Chunk, Passage
+from qa.text import content_words
+
+SCHEMA_VERSION = 1
+DB_NAME = "qa.sqlite"
+LOCK_NAME = "index.lock"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY, title TEXT, text TEXT, source TEXT, url TEXT, published TEXT,
+    content_hash TEXT NOT NULL, origin TEXT, indexed_at REAL);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT UNIQUE NOT NULL,
+    article_id TEXT NOT NULL REFERENCES articles(id), ordinal INTEGER, start INTEGER, end INTEGER,
+    text TEXT NOT NULL, sentences TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, articles TEXT);
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, text, tokenize='porter unicode61');
+"""
+
+
+class StoreError(RuntimeError):
+    """A problem with the index folder; the message says what to do."""
+
+
+class IndexMissing(StoreError):
+    pass
+
+
+class IndexCorrupt(StoreError):
+    pass
+
+
+class IndexLocked(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What a file looked like when indexed: unchanged size and mtime mean no need to read it again."""
+
+    size: int
+    mtime_ns: int
+    article_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional retrieval filters: `source` matches source or url (substring), dates are ISO bounds."""
+
+    source: str = ""
+    since: str = ""
+    until: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.source or self.since or self.until)
+
+
+class VectorStore(Protocol):
+    """What the indexer and the retriever need of a store; every backend must pass tests/store_contract.py."""
+
+    def article_hashes(self) -> dict[str, tuple[str, str]]: ...
+    def file_stamps(self) -> dict[str, FileStamp]: ...
+    def commit(
+        self,
+        upserts: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]],
+        deletes: Sequence[str],
+        files: dict[str, FileStamp | None],
+        model: str,
+    ) -> int: ...
+    def read(self) -> contextlib.AbstractContextManager[StoreView]: ...
+    def stats(self) -> dict: ...
+
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 OR-query of the content words (user text never reaches FTS5 syntax unquoted)."""
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(content_words(text)))
+
+
+class StoreView:
+    """One consistent snapshot of the index for the length of a query."""
+
+    def __init__(self, conn: sqlite3.Connection, index: faiss.Index | None, generation: int):
+        self._conn = conn
+        self._index = index
+        self.generation = generation
+
+    def _allowed_ids(self, filters: Filters) -> np.ndarray:
+        where, args = _filter_sql(filters)
+        rows = self._conn.execute(
+            f"SELECT c.id FROM chunks c JOIN articles a ON a.id = c.article_id WHERE {where}", args
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def dense(self, vector: np.ndarray, k: int, filters: Filters = Filters()) -> list[tuple[int, float]]:
+        if self._index is None or self._index.ntotal == 0:
+            return []
+        params = None
+        if filters:
+            allowed = self._allowed_ids(filters)
+            if allowed.size == 0:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        scores, ids = self._index.search(vector.reshape(1, -1).astype(np.float32), k, params=params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def sparse(self, text: str, k: int, filters: Filters = Filters()) -> list[tuple[int, float]]:
+        query = fts_query(text)
+        if not query:
+            return []
+        where, args = _filter_sql(filters)
+        rows = self._conn.execute(
+            "SELECT f.rowid, bm25(fts) AS s FROM fts f JOIN chunks c ON c.id = f.rowid "
+            f"JOIN articles a ON a.id = c.article_id WHERE fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+            [query, *args, k],
+        ).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def passages(self, ids: Sequence[int]) -> dict[int, tuple[Passage, np.ndarray]]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._conn.execute(
+            "SELECT c.id, c.chunk_id, c.article_id, c.start, c.end, c.text, c.sentences, c.vector, "
+            "a.title, a.source, a.url, a.published FROM chunks c JOIN articles a ON a.id = c.article_id "
+            f"WHERE c.id IN ({marks})",
+            list(ids),
+        ).fetchall()
+        out = {}
+        for rid, cid, aid, start, end, text, sentences, vector, title, source, url, published in rows:
+            passage = Passage(
+                chunk_id=cid,
+                article_id=aid,
+                title=title or "",
+                source=source or "",
+                url=url or "",
+                published=published or "",
+                text=text,
+                start=start,
+                end=end,
+                sentences=tuple(tuple(s) for s in json.loads(sentences)),
+            )
+            out[rid] = (passage, np.frombuffer(vector, dtype=np.float32))
+        return out
+
+
+def _filter_sql(filters: Filters) -> tuple[str, list]:
+    clauses, args = ["1"], []
+    if filters.source:
+        clauses.append("(a.source LIKE ? OR a.url LIKE ?)")
+        args += [f"%{filters.source}%"] * 2
+    if filters.since:
+        clauses.append("a.published >= ?")
+        args.append(filters.since)
+    if filters.until:
+        clauses.append("a.published != '' AND a.published <= ?")
+        args.append(filters.until)
+    return " AND ".join(clauses), args
+
+
+class FaissStore:
+    """The embedded default store (see module docstring for the on-disk protocol)."""
+
+    def __init__(self, path: Path | str, create: bool = False):
+        self.path = Path(path)
+        self.db_path = self.path / DB_NAME
+        if not self.db_path.exists():
+            if not create:
+                raise IndexMissing(f"no index at {self.path}/: build one first with `qa index PATH...`")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._load_lock = threading.Lock()
+        self._loaded: tuple[int, faiss.Index | None] = (-1, None)
+        try:
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            version = self._meta(conn).get("schema_version")
+            if version is None:
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(version) != SCHEMA_VERSION:
+                raise IndexCorrupt(
+                    f"index at {self.path}/ has schema {version}, this version reads {SCHEMA_VERSION}: "
+                    "re-index into a new folder"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"index at {self.path}/ is damaged ({exc}); delete the folder and re-index") from None
+
+    # -- connections -------------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=60, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection) -> dict[str, str]:
+        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _faiss_path(self, generation: int) -> Path:
+        return self.path / f"faiss-{generation}.index"
+
+    # -- writing -----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write_lock(self, timeout: float = 600.0) -> Iterator[None]:
+        """Keep writers apart across processes; a second indexer waits up to `timeout` then fails clearly."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.path / LOCK_NAME))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise IndexLocked(
+                f"another indexer is writing {self.path}/ (waited {timeout:.0f}s); try again when it finishes"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def article_hashes(self) -> dict[str, tuple[str, str]]:
+        rows = self._conn().execute("SELECT id, content_hash, origin FROM articles").fetchall()
+        return {r[0]: (r[1], r[2] or "") for r in rows}
+
+    def file_stamps(self) -> dict[str, FileStamp]:
+        rows = self._conn().execute("SELECT path, size, mtime_ns, articles FROM files").fetchall()
+        return {r[0]: FileStamp(r[1], r[2], tuple(json.loads(r[3]))) for r in rows}
+
+    def commit(
+        self,
+        upserts: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]],
+        deletes: Sequence[str],
+        files: dict[str, FileStamp | None],
+        model: str,
+    ) -> int:
+        """Apply one batch of changes atomically; returns the new generation. Call under write_lock()."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            meta = self._meta(conn)
+            generation = int(meta.get("generation", "0"))
+            dims = {v.shape[1] for _, _, v in upserts if len(v)}
+            if len(dims) > 1 or (meta.get("dim") and dims and int(meta["dim"]) not in dims):
+                raise StoreError(
+                    f"index at {self.path}/ holds {meta.get('dim')}-d vectors from {meta.get('embed_model')}; "
+                    f"this run made {sorted(dims)}-d vectors with {model}: use the same model or a new --index"
+                )
+            index = self._writable_index(conn, meta, generation)
+            stale = [a.id for a, _, _ in upserts] + list(deletes)
+            removed_ids = self._delete_articles(conn, stale)
+            new_ids, new_vectors = self._insert(conn, upserts)
+            for path, stamp in files.items():
+                if stamp is None:
+                    conn.execute("DELETE FROM files WHERE path = ?", (path,))
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                        (path, stamp.size, stamp.mtime_ns, json.dumps(list(stamp.article_ids))),
+                    )
+            dim = next(iter(dims)) if dims else int(meta.get("dim", "0") or 0)
+            if index is None and dim:
+                index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            if index is not None:
+                if removed_ids:
+                    index.remove_ids(np.array(removed_ids, dtype=np.int64))
+                if new_ids:
+                    index.add_with_ids(np.vstack(new_vectors), np.array(new_ids, dtype=np.int64))
+            updates = {"updated_at": str(time.time())}
+            if removed_ids or new_ids:  # only a change of vectors makes a new generation
+                generation += 1
+                updates |= {
+                    "generation": str(generation),
+                    "faiss_sha256": self._write_index(index, generation),
+                }
+            if dim:
+                updates |= {"dim": str(dim), "embed_model": meta.get("embed_model") or model}
+            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(updates.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if removed_ids or new_ids:
+            self._loaded = (generation, index)
+            self._prune(generation)
+        return generation
+
+    def _writable_index(self, conn: sqlite3.Connection, meta: dict[str, str], generation: int):
+        """A private copy of the current FAISS index to change (readers keep searching the shared one)."""
+        if not generation:
+            return None
+        loaded_gen, loaded = self._loaded
+        if loaded_gen == generation and loaded is not None:
+            return faiss.clone_index(loaded)
+        return self._load_index(conn, meta, generation)
+
+    def _delete_articles(self, conn: sqlite3.Connection, article_ids: Sequence[str]) -> list[int]:
+        removed: list[int] = []
+        for aid in article_ids:
+            ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE article_id = ?", (aid,))]
+            removed += ids
+            conn.executemany("DELETE FROM fts WHERE rowid = ?", [(i,) for i in ids])
+            conn.execute("DELETE FROM chunks WHERE article_id = ?", (aid,))
+            conn.execute("DELETE FROM articles WHERE id = ?", (aid,))
+        return removed
+
+    def _insert(
+        self, conn: sqlite3.Connection, upserts: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]]
+    ) -> tuple[list[int], list[np.ndarray]]:
+        ids: list[int] = []
+        vectors: list[np.ndarray] = []
+        now = time.time()
+        for article, chunks, vecs in upserts:
+            a = article
+            conn.execute(
+                "INSERT INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (a.id, a.title, a.text, a.source, a.url, a.published, a.content_hash, a.origin, now),
+            )
+            for chunk, vec in zip(chunks, vecs, strict=True):
+                vec = np.ascontiguousarray(vec, dtype=np.float32)
+                cur = conn.execute(
+                    "INSERT INTO chunks (chunk_id, article_id, ordinal, start, end, text, sentences, vector) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        chunk.chunk_id,
+                        a.id,
+                        chunk.ordinal,
+                        chunk.start,
+                        chunk.end,
+                        chunk.text,
+                        json.dumps(chunk.sentences),
+                        vec.tobytes(),
+                    ),
+                )
+                conn.execute(
+                    "INSERT INTO fts (rowid, title, text) VALUES (?, ?, ?)",
+                    (cur.lastrowid, a.title, chunk.text),
+                )
+                ids.append(int(cur.lastrowid))
+                vectors.append(vec.reshape(1, -1))
+        return ids, vectors
+
+    def _write_index(self, index: faiss.Index, generation: int) -> str:
+        data = faiss.serialize_index(index).tobytes()
+        target = self._faiss_path(generation)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(self.path)
+        return hashlib.sha256(data).hexdigest()
+
+    def _prune(self, generation: int) -> None:
+        """Drop FAISS files older than the previous generation (a reader may still be opening that one)."""
+        for path in self.path.glob("faiss-*.index*"):
+            match = re.fullmatch(r"faiss-(\d+)\.index(\.tmp\d+)?", path.name)
+            if match and (
+                int(match.group(1)) < generation - 1 or (match.group(2) and int(match.group(1)) <= generation)
+            ):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def _load_index(self, conn: sqlite3.Connection, meta: dict[str, str], generation: int) -> faiss.Index:
+        path = self._faiss_path(generation)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return self._rebuild_from_vectors(conn, int(meta.get("dim", "0")))
+        if hashlib.sha256(data).hexdigest() != meta.get("faiss_sha256"):
+            raise IndexCorrupt(
+                f"{path} does not match the checksum recorded when it was written (changed or damaged); "
+                "it was not loaded. Delete the index folder and re-index."
+            )
+        return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+    def _rebuild_from_vectors(self, conn: sqlite3.Connection, dim: int) -> faiss.Index:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        rows = conn.execute("SELECT id, vector FROM chunks").fetchall()
+        if rows:
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            index.add_with_ids(np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]), ids)
+        return index
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[StoreView]:
+        """A consistent snapshot for one query (SQLite read transaction + that generation's FAISS index)."""
+        conn = self._conn()
+        for attempt in range(5):
+            conn.execute("BEGIN")
+            try:
+                meta = self._meta(conn)
+                generation = int(meta.get("generation", "0"))
+                index = self._index_for(conn, meta, generation)
+            except FileNotFoundError:
+                conn.execute("ROLLBACK")
+                if attempt == 4:
+                    raise
+                continue
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                yield StoreView(conn, index, generation)
+            finally:
+                conn.execute("COMMIT")
+            return
+
+    def _index_for(self, conn: sqlite3.Connection, meta: dict[str, str], generation: int) -> faiss.Index | None:
+        loaded_gen, index = self._loaded
+        if loaded_gen == generation:
+            return index
+        with self._load_lock:
+            if self._loaded[0] != generation:
+                self._loaded = (generation, self._load_index(conn, meta, generation) if generation else None)
+            return self._loaded[1]
+
+    def generation(self) -> int:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def stats(self) -> dict:
+        conn = self._conn()
+        meta = self._meta(conn)
+        articles, newest = conn.execute("SELECT COUNT(*), MAX(NULLIF(published, '')) FROM articles").fetchone()
+        chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        updated = float(meta.get("updated_at", "0") or 0)
+        return {
+            "index": str(self.path),
+            "articles": articles,
+            "chunks": chunks,
+            "bytes": size,
+            "embed_model": meta.get("embed_model", ""),
+            "dim": int(meta.get("dim", "0") or 0),
+            "generation": int(meta.get("generation", "0")),
+            "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(updated)) if updated else "",
+            "newest_article": newest or "",
+        }
+
+    def check(self) -> list[str]:
+        """Integrity check: FAISS ids, chunk rows, FTS rows and articles all agree. Returns the problems."""
+        problems = []
+        with self.read() as view:
+            conn = view._conn
+            chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
+            fts_ids = {r[0] for r in conn.execute("SELECT rowid FROM fts")}
+            if chunk_ids != fts_ids:
+                problems.append(f"{len(chunk_ids ^ fts_ids)} chunks differ between chunks and the BM25 index")
+            faiss_ids = set()
+            if view._index is not None:
+                faiss_ids = set(faiss.vector_to_array(view._index.id_map).tolist())
+            if faiss_ids != chunk_ids:
+                problems.append(f"{len(faiss_ids ^ chunk_ids)} chunks differ between FAISS and the chunk table")
+            orphans = conn.execute(
+                "SELECT COUNT(*) FROM chunks WHERE article_id NOT IN (SELECT id FROM articles)"
+            ).fetchone()[0]
+            if orphans:
+                problems.append(f"{orphans} chunks belong to no article")
+        return problems
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,125 @@
+"""Contract tests every VectorStore backend must pass. A backend's test module subclasses StoreContract and
+provides a `make_store(path)` fixture. Vectors here are crafted unit vectors: the tests are about the store's
+bookkeeping (add, update, delete, order, filters, persistence), not about embedding quality."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.chunk import chunk_article
+from qa.ingest import make_article
+from qa.store import Filters
+
+DIM = 16
+
+
+def unit(i: int) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[i % DIM] = 1.0
+    return v
+
+
+def article(aid: str, text: str, source: str = "wire", published: str = ""):
+    a = make_article(
+        title=f"Title {aid}",
+        text=text,
+        source=source,
+        origin="",
+        key=aid,
+        article_id=aid,
+        published=published,
+    )
+    chunks = chunk_article(a, chunk_chars=200, overlap_chars=0)
+    return a, chunks
+
+
+def upsert(store, aid: str, text: str, axis: int, **kw) -> int:
+    a, chunks = article(aid, text, **kw)
+    vectors = np.vstack([unit(axis)] * len(chunks))
+    return store.commit([(a, chunks, vectors)], [], {}, "test-model")
+
+
+def dense_ids(store, axis: int, k: int = 10, filters: Filters = Filters()) -> list[str]:
+    with store.read() as view:
+        hits = view.dense(unit(axis), k, filters)
+        records = view.passages([rid for rid, _ in hits])
+        return [records[rid][0].article_id for rid, _ in hits]
+
+
+def sparse_ids(store, text: str, k: int = 10) -> list[str]:
+    with store.read() as view:
+        hits = view.sparse(text, k)
+        records = view.passages([rid for rid, _ in hits])
+        return [records[rid][0].article_id for rid, _ in hits]
+
+
+class StoreContract:
+    @pytest.fixture
+    def store(self, make_store, tmp_path: Path):
+        return make_store(tmp_path / "store")
+
+    def test_empty_store_answers_nothing(self, store):
+        assert dense_ids(store, 0) == [] and sparse_ids(store, "anything") == []
+        assert store.stats()["articles"] == 0 and store.stats()["chunks"] == 0
+
+    def test_added_articles_are_found_dense_and_sparse_in_order(self, store):
+        upsert(store, "a", "The harbour bridge opened to traffic.", axis=0)
+        upsert(store, "b", "The wildfire spread toward the valley.", axis=1)
+        assert dense_ids(store, 0)[0] == "a" and dense_ids(store, 1)[0] == "b"
+        assert sparse_ids(store, "wildfire valley") == ["b"]
+        assert store.article_hashes().keys() == {"a", "b"}
+
+    def test_update_replaces_the_old_chunks(self, store):
+        upsert(store, "a", "Original text about ferries.", axis=0)
+        upsert(store, "a", "Revised text about trams.", axis=2)
+        assert sparse_ids(store, "ferries") == [] and sparse_ids(store, "trams") == ["a"]
+        assert dense_ids(store, 2) == ["a"] and store.stats()["chunks"] == 1
+
+    def test_delete_removes_everything_of_the_article(self, store):
+        upsert(store, "a", "Text about ferries.", axis=0)
+        upsert(store, "b", "Text about trams.", axis=1)
+        store.commit([], ["a"], {}, "test-model")
+        assert dense_ids(store, 0) == ["b"] and sparse_ids(store, "ferries") == []
+        assert set(store.article_hashes()) == {"b"}
+
+    def test_filters_by_source_and_date(self, store):
+        upsert(store, "a", "Ferries run late.", axis=0, source="Harbour Times", published="2024-01-05")
+        upsert(store, "b", "Ferries run early.", axis=0, source="Valley News", published="2024-03-01")
+        assert dense_ids(store, 0, filters=Filters(source="valley")) == ["b"]
+        assert dense_ids(store, 0, filters=Filters(since="2024-02-01")) == ["b"]
+        assert dense_ids(store, 0, filters=Filters(until="2024-02-01")) == ["a"]
+        assert dense_ids(store, 0, filters=Filters(source="nowhere")) == []
+
+    def test_persists_across_reopening(self, store, make_store):
+        upsert(store, "a", "The harbour bridge opened to traffic.", axis=3)
+        reopened = make_store(store.path)
+        assert dense_ids(reopened, 3) == ["a"] and sparse_ids(reopened, "harbour") == ["a"]
+
+    def test_concurrent_readers_see_whole_snapshots_while_a_writer_commits(self, store):
+        upsert(store, "base", "Base article about ports.", axis=0)
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def reader():
+            try:
+                while not stop.is_set():
+                    with store.read() as view:
+                        hits = view.dense(unit(0), 50)
+                        records = view.passages([rid for rid, _ in hits])
+                        assert set(records) == {rid for rid, _ in hits}  # every hit resolves in its snapshot
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for i in range(15):
+            upsert(store, f"a{i % 3}", f"Version {i} of an article about ports.", axis=0)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert errors == []
