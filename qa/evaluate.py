@@ -156,7 +156,7 @@ def run_eval(
         t0 = time.perf_counter()
         passages = retriever.retrieve(q["question"], k=max(10, settings.k))
         t1 = time.perf_counter()
-        answer = assistant.ask(q["question"])
+        answer = assistant.ask(q["question"], backend=backend)
         t2 = time.perf_counter()
         retrieval_ms.append((t1 - t0) * 1000)
         answer_ms.append((t2 - t1) * 1000)
@@ -174,3 +174,19 @@ def run_eval(
         "questions": rows,
     }
     return report
+
+
+def load_corpus(set_dir: Path) -> list[dict]:
+    """The set's corpus.jsonl records that have a doc_id and a non-empty text (blank lines skipped)."""
+    path = set_dir / "corpus.jsonl"
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EvalSetError(f"{path}:{n}: not valid JSON ({exc})") from None
+        if isinstance(record, dict) and record.get("doc_id") and str(record.get("text") or "").strip():
+            records.append(record)
+    return records
