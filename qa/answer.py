@@ -64,18 +64,28 @@ def score_sentences(
         c.score = 0.6 * c.dense + 0.4 * c.lexical + 0.1 * max(c.passage.dense, 0.0) - 0.01 * c.passage_rank
 
 
-def extractive_answer(
-    question: str,
-    qvec: np.ndarray,
-    passages: list[Passage],
-    embedder: Embedder,
-    threshold: float,
-    max_sentences: int = 3,
-    focus: str = "",
-) -> Answer:
+def rank_sentences(
+    question: str, qvec: np.ndarray, passages: list[Passage], embedder: Embedder, focus: str = ""
+) -> list[Candidate]:
+    """All sentences of the passages, best-supporting first; ranked[0].score is the answer's support."""
     cands = candidates(passages)
     score_sentences(question, qvec, cands, embedder, focus)
-    ranked = sorted(cands, key=lambda c: c.score, reverse=True)
+    return sorted(cands, key=lambda c: c.score, reverse=True)
+
+
+def citation(n: int, c: Candidate, score: float | None = None) -> Citation:
+    p = c.passage
+    return Citation(
+        n=n, article_id=p.article_id, chunk_id=p.chunk_id, title=p.title, source=p.source, url=p.url,
+        published=p.published, quote=c.text, start=c.start, end=c.end,
+        score=round(c.score if score is None else score, 4),
+    )  # fmt: skip
+
+
+def extractive_answer(
+    question: str, ranked: list[Candidate], passages: list[Passage], threshold: float, max_sentences: int = 3
+) -> Answer:
+    """Quote the best sentence, plus close runners-up from the same article, each cited [n]."""
     support = ranked[0].score if ranked else 0.0
     if support < threshold:
         return abstain(question, passages, support)
@@ -89,22 +99,7 @@ def extractive_answer(
             continue
         if c.score >= max(threshold, best.score - 0.12) and c.dense >= best.dense - 0.15:
             chosen.append(c)
-    citations = [
-        Citation(
-            n=n,
-            article_id=c.passage.article_id,
-            chunk_id=c.passage.chunk_id,
-            title=c.passage.title,
-            source=c.passage.source,
-            url=c.passage.url,
-            published=c.passage.published,
-            quote=c.text,
-            start=c.start,
-            end=c.end,
-            score=round(c.score, 4),
-        )
-        for n, c in enumerate(chosen, start=1)
-    ]
+    citations = [citation(n, c) for n, c in enumerate(chosen, start=1)]
     text = " ".join(f"{c.text} [{n}]" for n, c in enumerate(chosen, start=1))
     return Answer(question, text, citations, abstained=False, passages=passages, support=support)
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from qa.answer import extractive_answer
+from qa.answer import extractive_answer, rank_sentences
 from qa.embed import Embedder, get_embedder
+from qa.gguf import ModelUnavailable
+from qa.llm import chat_model
 from qa.schema import Answer, Article, IndexReport
-from qa.settings import Settings
+from qa.settings import BACKENDS, Settings
 from qa.store import FaissStore, Filters
 
 History = Sequence[Any]  # [{"role": "user"|"assistant", "content": str}, ...] or [(user, assistant), ...]
@@ -59,33 +62,107 @@ class Assistant:
         k: int | None = None,
         history: History | None = None,
         filters: Filters | None = None,
+        backend: str | None = None,
     ) -> Answer:
         """Answer from the indexed articles with cited sentences, or abstain when they do not support one."""
+        answer = None
+        for item in self.ask_stream(question, k, history, filters, backend):
+            answer = item
+        assert isinstance(answer, Answer)
+        return answer
+
+    def ask_stream(
+        self,
+        question: str,
+        k: int | None = None,
+        history: History | None = None,
+        filters: Filters | None = None,
+        backend: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the answer text as it is written, then the final Answer with verified citations (whose text
+        may differ from the streamed one where the citation check repaired it)."""
         from qa.retrieve import HybridRetriever
 
+        s = self.settings
+        backend = backend or s.backend
         question = (question or "").strip()
         if not question:
             raise ValueError("the question is empty")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown answer backend '{backend}' (choose from {', '.join(BACKENDS)})")
         embedder, store = self.embedder, self.store()  # loaded once, outside the timings
+        model = None if backend == "extractive" else chat_model(s, backend)
+        timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        standalone = standalone_question(question, history)
+        with backend_errors(backend, s):
+            standalone = self._standalone(question, history, model)
+        timings["rewrite"] = (time.perf_counter() - t0) * 1000
         qvec = embedder.encode_query(standalone)
-        retriever = HybridRetriever(store, embedder, self.settings)
-        passages = retriever.retrieve(standalone, k or self.settings.k, filters or Filters(), query_vector=qvec)
-        t1 = time.perf_counter()
-        answer = extractive_answer(
-            standalone,
-            qvec,
-            passages,
-            embedder,
-            self.settings.abstain_threshold,
-            self.settings.max_answer_sentences,
-            focus=question,
-        )
-        answer.question = question
-        answer.standalone_question = standalone
-        answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "total": (time.perf_counter() - t0) * 1000}
+        retriever = HybridRetriever(store, embedder, s)
+        passages = retriever.retrieve(standalone, k or s.k, filters or Filters(), query_vector=qvec)
+        ranked = rank_sentences(standalone, qvec, passages, embedder, focus=question)
+        timings["retrieve"] = (time.perf_counter() - t0) * 1000 - timings["rewrite"]
+        quoted = extractive_answer(standalone, ranked, passages, s.abstain_threshold, s.max_answer_sentences)
+        if model is None or quoted.abstained:  # weak support: decline without asking any model
+            answer = quoted
+            yield answer.text
+        else:
+            with backend_errors(backend, s):
+                answer = yield from self._generate(model, standalone, ranked, passages, quoted, timings, t0)
+        answer.question, answer.standalone_question, answer.backend = question, standalone, backend
+        answer.timings_ms = timings | {"total": (time.perf_counter() - t0) * 1000}
+        yield answer
+
+    def _generate(self, model, question, ranked, passages, quoted, timings, t0) -> Iterator[str | Answer]:
+        from qa.generate import pick_sources, stream_answer
+        from qa.verify import verify
+
+        sources = pick_sources(ranked, self.settings.context_sentences)
+        pieces: list[str] = []
+        for piece in stream_answer(model, question, sources):
+            if not pieces:
+                timings["first_token"] = (time.perf_counter() - t0) * 1000
+            pieces.append(piece)
+            yield piece
+        raw = "".join(pieces)
+        checked = verify(raw, sources, self.embedder, self.settings.min_claim_support)
+        if checked.citations:
+            answer = Answer(question, checked.text, checked.citations, passages=passages, support=quoted.support)
+            answer.notes = checked.notes
+        else:
+            # Retrieval found support but the model declined or wrote nothing checkable: quote the articles.
+            answer = quoted
+            why = "declined" if checked.declined else "wrote nothing the sources support"
+            answer.notes = [*checked.notes, f"the model {why}; showing the supporting sentences instead"]
+        answer.generated_text = raw
         return answer
+
+    def _standalone(self, question: str, history: History | None, model) -> str:
+        if not history:
+            return question
+        if model is not None:
+            from qa.generate import condense_question
+
+            rewritten = condense_question(model, question, history)
+            if rewritten:
+                return rewritten
+        return standalone_question(question, history)
+
+
+@contextlib.contextmanager
+def backend_errors(backend: str, settings: Settings) -> Iterator[None]:
+    """A failing model server becomes one clear error naming the backend and what to check."""
+    try:
+        yield
+    except (ModelUnavailable, GeneratorExit):
+        raise
+    except Exception as exc:  # client libraries raise their own (httpx, openai, ollama) error types
+        where = {"openai": settings.openai_base_url, "ollama": settings.ollama_base_url}.get(backend, "")
+        hint = f"is the server at {where} running?" if where else "is the model file a valid GGUF?"
+        raise ModelUnavailable(
+            f"the '{backend}' answer backend failed ({type(exc).__name__}: {exc}); {hint} "
+            "(--backend extractive answers without a model)"
+        ) from exc
 
 
 def standalone_question(question: str, history: History | None) -> str:
@@ -121,6 +198,11 @@ def _assistant(overrides: dict[str, Any]) -> Assistant:
 def ask(question: str, k: int | None = None, history: History | None = None, **settings: Any) -> Answer:
     """`qa.ask("Why did Russia decline?")` over the default index; settings as keyword overrides."""
     return _assistant(settings).ask(question, k=k, history=history)
+
+
+def ask_stream(question: str, k: int | None = None, history: History | None = None, **settings: Any):
+    """Like ask(), but yields the text as it is generated, then the final Answer."""
+    return _assistant(settings).ask_stream(question, k=k, history=history)
 
 
 def index(paths: Iterable[str | Path] | str | Path, sync: bool = False, **settings: Any) -> IndexReport:

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from qa.settings import Settings
+from qa.settings import BACKENDS, Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("-k", type=int, help="passages to read (default 5)")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--backend", choices=BACKENDS, help="who writes the answer (default: llamacpp)")
+    ask.add_argument("--no-stream", action="store_true", help="print the answer only when it is complete")
     ask.add_argument("--source", default="", help="only articles whose source or url contains this")
     ask.add_argument("--since", default="", help="only articles published on or after this ISO date")
     ask.add_argument("--until", default="", help="only articles published on or before this ISO date")
@@ -40,8 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, help="write the JSON report here")
     ev.add_argument("--limit", type=int, help="only the first N questions")
     ev.add_argument("-k", type=int, help="passages to read (default 5)")
-    ev.add_argument("--backend", default="extractive", choices=["extractive"])
+    ev.add_argument("--backend", default="extractive", choices=BACKENDS)
     ev.add_argument("--min-hit5", type=float, help="exit 1 when Hit@5 is below this (a CI regression guard)")
+    ev.add_argument("--baseline", action="store_true", help="also score the textbook LangChain pipeline")
+
+    sv = sub.add_parser("serve", parents=[common], help="the web chat (Gradio) on http://127.0.0.1:7860")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=7860)
+    sv.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    sv.add_argument("--auth", metavar="USER:PASS", help="require this login (or set $QA_WEB_AUTH)")
+    sv.add_argument("--backend", choices=BACKENDS, help="default answer backend (changeable in the page)")
+    sv.add_argument("-k", type=int, help="passages to read (default 5)")
     return p
 
 
@@ -83,13 +94,27 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from qa.api import Assistant
+    from qa.schema import Answer
     from qa.store import Filters
 
-    answer = Assistant(settings).ask(args.question, filters=Filters(args.source, args.since, args.until))
+    filters = Filters(args.source, args.since, args.until)
+    stream = Assistant(settings).ask_stream(args.question, filters=filters, backend=args.backend)
+    answer, streamed = None, False
+    for item in stream:
+        if isinstance(item, Answer):
+            answer = item
+        elif not args.json and not args.no_stream and sys.stdout.isatty():
+            print(item, end="", flush=True)  # the model's words as they come; the checked answer follows
+            streamed = True
+    assert answer is not None
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
-    else:
-        print(answer.to_markdown())
+        return 0
+    if streamed:
+        print("\n")
+        if answer.text.strip() != answer.generated_text.strip():
+            print("Checked against the sources:")
+    print(answer.to_markdown())
     return 0
 
 
@@ -111,9 +136,14 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from qa.evaluate import REPORT_KEYS, run_eval
 
     report = run_eval(args.set_dir, settings, limit=args.limit, backend=args.backend)
-    print(f"{'metric':<26}{'ours':>10}")
+    base = None
+    if args.baseline:
+        from qa.baseline import run_baseline
+
+        base = report["baseline"] = run_baseline(args.set_dir, settings, limit=args.limit)
+    print(f"{'metric':<26}{'ours':>10}" + (f"{'baseline':>10}" if base else ""))
     for key in REPORT_KEYS:
-        print(f"{key:<26}{report[key]:>10.3f}")
+        print(f"{key:<26}{report[key]:>10.3f}" + (f"{base[key]:>10.3f}" if base else ""))
     print(
         f"{report['answerable']} answerable, {report['unanswerable']} unanswerable questions; "
         f"backend {report['backend']}, k={report['k']}"
@@ -127,7 +157,22 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "ask": cmd_ask, "stats": cmd_stats, "eval": cmd_eval}
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from qa.web import serve
+
+    auth = args.auth or os.environ.get("QA_WEB_AUTH", "")
+    if auth and ":" not in auth:
+        raise ValueError("--auth takes USER:PASS")
+    if args.backend:
+        settings = settings.model_copy(update={"backend": args.backend})
+    user, _, password = auth.partition(":")
+    serve(settings, host=args.host, port=args.port, share=args.share, auth=(user, password) if auth else None)
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "ask": cmd_ask, "stats": cmd_stats, "eval": cmd_eval, "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

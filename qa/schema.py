@@ -83,6 +83,9 @@ class Answer:
     support: float = 0.0  # how well the best sentence supports an answer; below the threshold it abstains
     standalone_question: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    backend: str = "extractive"
+    generated_text: str = ""  # the model's words before citation checking ("" when no model was asked)
+    notes: list[str] = field(default_factory=list)  # what the citation check changed, and why
 
     def to_dict(self) -> dict:
         """The stable JSON shape used by `qa ask --json` and the web API."""
@@ -94,6 +97,8 @@ class Answer:
             "support": round(self.support, 4),
             "citations": [c.to_dict() for c in self.citations],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "backend": self.backend,
+            "notes": self.notes,
         }
 
     def to_markdown(self) -> str:

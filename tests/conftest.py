@@ -18,7 +18,7 @@ SHARED_EVAL = ROOT.parent / "shared" / "eval"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(index_dir=tmp_path / "index", lock_timeout_s=5)
+    return Settings(index_dir=tmp_path / "index", lock_timeout_s=5, backend="extractive")
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def corpus(tmp_path: Path) -> Path:
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> qa.Assistant:
     """An assistant over the seed articles plus the test articles, indexed once for read-only tests."""
     index_dir = tmp_path_factory.mktemp("seeded") / "index"
-    assistant = qa.Assistant(Settings(index_dir=index_dir))
+    assistant = qa.Assistant(Settings(index_dir=index_dir, backend="extractive"))
     report = assistant.index([SEEDS, DATA / "articles"])
     assert not report.rejected, report.rejected
     return assistant

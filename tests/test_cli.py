@@ -28,7 +28,7 @@ def test_index_ask_stats_round_trip(tmp_path: Path):
     again = qa_cli("index", str(SEEDS), "--index", index)
     assert "added 0, updated 0, unchanged 1" in again.stdout and "0 chunks embedded" in again.stdout
 
-    asked = qa_cli("ask", "Why did Russia decline?", "--index", index, "--json")
+    asked = qa_cli("ask", "Why did Russia decline?", "--index", index, "--json", "--backend", "extractive")
     assert asked.returncode == 0, asked.stderr
     data = json.loads(asked.stdout)
     assert data["abstained"] is False and "one-sided" in data["text"]
@@ -36,7 +36,7 @@ def test_index_ask_stats_round_trip(tmp_path: Path):
     assert {"n", "title", "source", "quote", "start", "end", "score"} <= set(citation)
     assert "no representatives of the Syrian government" in citation["quote"]
 
-    text = qa_cli("ask", "Who won the 2010 World Cup?", "--index", index)
+    text = qa_cli("ask", "Who won the 2010 World Cup?", "--index", index, "--backend", "extractive")
     assert text.returncode == 0 and text.stdout.strip() == "The articles don't say."
 
     stats = qa_cli("stats", "--index", index, "--json")

@@ -1,0 +1,61 @@
+"""Stage 6 (generative): an LCEL chain (prompt | chat model | text) over a few numbered source sentences,
+streamed; and follow-up questions rewritten into standalone ones. Prompts live in prompts/."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
+
+from qa.answer import Candidate, prompt
+
+
+def pick_sources(ranked: list[Candidate], n: int) -> list[Candidate]:
+    """The n best-supporting sentences: few prompt tokens (a fast first token) and precise citations."""
+    return ranked[:n]
+
+
+def format_sources(sources: Sequence[Candidate]) -> str:
+    return "\n".join(f"[{i}] {' '.join(c.text.split())}" for i, c in enumerate(sources, start=1))
+
+
+def answer_chain(model: BaseChatModel) -> Runnable:
+    template = ChatPromptTemplate.from_messages(
+        [("system", prompt("answer_system.txt")), ("human", prompt("answer_user.txt"))],
+        template_format="f-string",
+    )
+    return template | model | StrOutputParser()
+
+
+def stream_answer(model: BaseChatModel, question: str, sources: Sequence[Candidate]) -> Iterator[str]:
+    """Text pieces as the model writes them."""
+    yield from answer_chain(model).stream({"sources": format_sources(sources), "question": question})
+
+
+def history_text(history: Sequence, limit: int = 6) -> str:
+    lines = []
+    for turn in list(history)[-limit:]:
+        if isinstance(turn, dict):
+            role, content = turn.get("role", "user"), str(turn.get("content", ""))
+            lines.append(f"{'User' if role == 'user' else 'Assistant'}: {content}")
+        elif isinstance(turn, (list, tuple)) and len(turn) == 2:
+            lines += [f"User: {turn[0]}", f"Assistant: {turn[1]}"]
+    return "\n".join(line[:400] for line in lines if line.split(": ", 1)[1].strip())
+
+
+def condense_question(model: BaseChatModel, question: str, history: Sequence) -> str | None:
+    """The follow-up as a standalone question, or None when the model's rewrite is not usable."""
+    template = ChatPromptTemplate.from_messages(
+        [("system", prompt("condense_system.txt")), ("human", prompt("condense_user.txt"))]
+    )
+    chain = template | model | StrOutputParser()
+    text = chain.invoke({"history": history_text(history), "question": question})
+    lines = [line.strip().strip('"').strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    rewritten = re.sub(r"^(standalone question|question)\s*:\s*", "", lines[0], flags=re.IGNORECASE)
+    return rewritten if 3 <= len(rewritten) <= 300 else None
