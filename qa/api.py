@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from qa.answer import extractive_answer, rank_sentences
+from qa.answer import extractive_answer, rank_sentences, rerank
 from qa.embed import Embedder, get_embedder
 from qa.gguf import ModelUnavailable
 from qa.llm import chat_model
@@ -99,8 +99,10 @@ class Assistant:
         timings["rewrite"] = (time.perf_counter() - t0) * 1000
         qvec = embedder.encode_query(standalone)
         retriever = HybridRetriever(store, embedder, s)
-        passages = retriever.retrieve(standalone, k or s.k, filters or Filters(), query_vector=qvec)
-        ranked = rank_sentences(standalone, qvec, passages, embedder, focus=question)
+        k = k or s.k
+        pool = retriever.retrieve(standalone, max(k, s.rerank_depth), filters or Filters(), query_vector=qvec)
+        ranked = rank_sentences(standalone, qvec, pool, embedder, focus=question)
+        passages = rerank(pool, ranked)[:k]
         timings["retrieve"] = (time.perf_counter() - t0) * 1000 - timings["rewrite"]
         quoted = extractive_answer(standalone, ranked, passages, s.abstain_threshold, s.max_answer_sentences)
         if model is None or quoted.abstained:  # weak support: decline without asking any model

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense list in rank fusion.")
     sparse_weight: float = Field(1.0, ge=0, description="Weight of the BM25 list in rank fusion.")
+    rerank_depth: int = Field(
+        10, ge=1, le=50, description="Fused passages whose sentences are scored to rerank them before the top k."
+    )
     dedup_jaccard: float = Field(
         0.8,
         gt=0,
