@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,92 +60,8 @@ def test_answer_matching_ignores_case_punctuation_and_markers():
     assert not contains_any("4120 million", ["412"])
 
 
-def test_qa_eval_end_to_end_on_a_tiny_set(tmp_path: Path):
-    set_dir = tmp_path / "tiny"
-    set_dir.mkdir()
-    records = [
-        {
-            "doc_id": "d1",
-            "title": "Bridge",
-            "text": "The harbour bridge in Port Elling will cost 412 million euros.",
-        },
-        {
-            "doc_id": "d2",
-            "title": "Fire",
-            "text": "About 3,000 residents fled a wildfire near Caldera Springs.",
-        },
-        {
-            "doc_id": "d3",
-            "title": "Rates",
-            "text": "The Central Bank of Norland raised its rate to 4.5 percent.",
-        },
-    ]
-    (set_dir / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in records))
-    questions = [
-        {
-            "qid": "q1",
-            "question": "How much will the Port Elling bridge cost?",
-            "answerable": True,
-            "answer": "412 million euros",
-            "gold_doc_ids": ["d1"],
-        },
-        {
-            "qid": "q2",
-            "question": "How many residents fled the wildfire?",
-            "answerable": True,
-            "answer": "3,000",
-            "answer_aliases": ["3000"],
-            "gold_doc_ids": ["d2"],
-        },
-        {
-            "qid": "q3",
-            "question": "Who won the 2010 World Cup?",
-            "answerable": False,
-            "answer": None,
-            "gold_doc_ids": [],
-        },
-    ]
-    (set_dir / "questions.json").write_text(json.dumps(questions))
-    out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "qa", "eval", str(set_dir), "--out", str(out), "--min-hit5", "1.0"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "HOME": str(tmp_path)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "hit@5" in proc.stdout and "answer_contains_gold" in proc.stdout
-    report = json.loads(out.read_text())
-    for key in (
-        "hit@1",
-        "hit@5",
-        "hit@10",
-        "mrr@10",
-        "answer_contains_gold",
-        "false_abstention",
-        "citation_precision",
-        "abstention_unanswerable",
-        "retrieval_ms_p50",
-        "retrieval_ms_p95",
-        "answer_ms_p50",
-        "answer_ms_p95",
-        "answerable",
-        "unanswerable",
-        "backend",
-        "k",
-    ):
-        assert key in report
-    assert (report["answerable"], report["unanswerable"]) == (2, 1)
-    assert report["hit@1"] == 1.0 and report["answer_contains_gold"] == 1.0
-    assert report["abstention_unanswerable"] == 1.0 and report["citation_precision"] == 1.0
-    # The set was indexed into a private cache index, never the user's vectorstore/.
-    [private] = (tmp_path / ".cache" / "news-qa" / "eval").iterdir()
-    assert (private / "qa.sqlite").exists() and private.name.startswith("tiny-")
-
-
-def test_qa_eval_baseline_scores_the_textbook_pipeline_side_by_side(tmp_path: Path):
-    set_dir = tmp_path / "tiny"
+def _tiny_set(root: Path) -> Path:
+    set_dir = root / "tiny"
     set_dir.mkdir()
     records = [
         {"doc_id": "d1", "title": "Bridge", "text": "The harbour bridge in Port Elling will cost 412 million euros."},
@@ -153,47 +70,47 @@ def test_qa_eval_baseline_scores_the_textbook_pipeline_side_by_side(tmp_path: Pa
     ]
     (set_dir / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     questions = [
-        {
-            "qid": "q1",
-            "question": "How much will the Port Elling bridge cost?",
-            "answerable": True,
-            "answer": "412 million euros",
-            "gold_doc_ids": ["d1"],
-        },
-        {
-            "qid": "q2",
-            "question": "How many residents fled the wildfire?",
-            "answerable": True,
-            "answer": "3,000",
-            "answer_aliases": ["3000"],
-            "gold_doc_ids": ["d2"],
-        },
-        {"qid": "q3", "question": "Who won the 2010 World Cup?", "answerable": False, "answer": None},
-    ]
+        {"qid": "q1", "question": "How much will the Port Elling bridge cost?", "answerable": True,
+         "answer": "412 million euros", "gold_doc_ids": ["d1"]},
+        {"qid": "q2", "question": "How many residents fled the wildfire?", "answerable": True,
+         "answer": "3,000", "answer_aliases": ["3000"], "gold_doc_ids": ["d2"]},
+        {"qid": "q3", "question": "Who won the 2010 World Cup?", "answerable": False, "answer": None,
+         "gold_doc_ids": []},
+    ]  # fmt: skip
     (set_dir / "questions.json").write_text(json.dumps(questions))
-    out = tmp_path / "report.json"
+    return set_dir
+
+
+def test_qa_eval_end_to_end_on_a_tiny_set_with_the_baseline_beside_it(tmp_path: Path):
+    set_dir, out = _tiny_set(tmp_path), tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "qa", "eval", str(set_dir), "--backend", "extractive", "--baseline", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "HOME": str(tmp_path)},
-    )
+        [sys.executable, "-m", "qa", "eval", str(set_dir), "--backend", "extractive", "--baseline",
+         "--out", str(out), "--min-hit5", "1.0"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    header = proc.stdout.splitlines()[0].split()
-    assert header == ["metric", "ours", "baseline"]
+    assert proc.stdout.splitlines()[0].split() == ["metric", "ours", "baseline"]
+    assert "hit@5" in proc.stdout and "answer_contains_gold" in proc.stdout
     report = json.loads(out.read_text())
     base = report["baseline"]
     for key in (*REPORT_KEYS, "answerable", "unanswerable"):
-        assert isinstance(base[key], int | float), key
-        assert key in report
+        assert isinstance(report[key], int | float) and isinstance(base[key], int | float), key
+    assert report["backend"] == "extractive" and report["k"] == 5
+
+    assert (report["answerable"], report["unanswerable"]) == (2, 1)
+    assert report["hit@1"] == 1.0 and report["answer_contains_gold"] == 1.0
+    assert report["abstention_unanswerable"] == 1.0 and report["citation_precision"] == 1.0
+
     assert (base["answerable"], base["unanswerable"]) == (2, 1)
     assert base["hit@1"] == base["hit@10"] == base["mrr@10"] == 1.0
     # Retrieve-and-quote: the top chunk is the whole gold article, it is cited, and nothing is declined.
     assert base["answer_contains_gold"] == 1.0 and base["citation_precision"] == 1.0
     assert base["false_abstention"] == 0.0 and base["abstention_unanswerable"] == 0.0
     assert 0 < base["retrieval_ms_p50"] <= base["retrieval_ms_p95"]
-    assert 0 < base["answer_ms_p50"] <= base["answer_ms_p95"]
+
+    # The set was indexed into a private cache index, never the user's vectorstore/.
+    [private] = (tmp_path / ".cache" / "news-qa" / "eval").iterdir()
+    assert (private / "qa.sqlite").exists() and private.name.startswith("tiny-")
 
 
 def test_a_folder_that_is_not_a_set_is_a_clear_error(tmp_path: Path):
