@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from qa.answer import extractive_answer, rank_sentences, rerank
+from langchain_core.language_models import BaseChatModel
+
+from qa.answer import Candidate, extractive_answer, rank_sentences, rerank
 from qa.embed import Embedder, get_embedder
 from qa.gguf import ModelUnavailable
 from qa.llm import chat_model
-from qa.schema import Answer, Article, IndexReport
+from qa.schema import Answer, Article, IndexReport, Passage
 from qa.settings import BACKENDS, Settings
 from qa.store import FaissStore, Filters
 
@@ -115,7 +117,17 @@ class Assistant:
         answer.timings_ms = timings | {"total": (time.perf_counter() - t0) * 1000}
         yield answer
 
-    def _generate(self, model, question, ranked, passages, quoted, timings, t0) -> Iterator[str | Answer]:
+    def _generate(
+        self,
+        model: BaseChatModel,
+        question: str,
+        ranked: list[Candidate],
+        passages: list[Passage],
+        quoted: Answer,
+        timings: dict[str, float],
+        t0: float,
+    ) -> Generator[str, None, Answer]:
+        """Stream the model's words, then check every sentence's citation; quote the articles if none holds."""
         from qa.generate import pick_sources, stream_answer
         from qa.verify import verify
 
@@ -139,7 +151,7 @@ class Assistant:
         answer.generated_text = raw
         return answer
 
-    def _standalone(self, question: str, history: History | None, model) -> str:
+    def _standalone(self, question: str, history: History | None, model: BaseChatModel | None) -> str:
         if not history:
             return question
         if model is not None:
