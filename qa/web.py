@@ -30,6 +30,7 @@ EXAMPLES = [
 ]
 MAX_FILES = 20  # per upload
 ASK_CONCURRENCY = 4  # questions answered at once (the rest wait in the queue, nobody blocks the page)
+STATS_EVERY_S = 5.0  # the index stats refresh this often (another process, e.g. `qa watch`, may add articles)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INLINE_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|~$])")
 _LINE_START_SPECIAL = re.compile(r"^(\s*\d*)([#>+=.)-])", re.MULTILINE)  # headings, quotes, lists, rules
@@ -344,6 +345,9 @@ def create_app(assistant: Assistant) -> gr.Blocks:
             upload, [files], [report, stats, files], api_name="upload", concurrency_limit=1, concurrency_id="index"
         )
         app.load(lambda: stats_markdown(assistant), None, [stats], queue=False, api_visibility="private")
+        gr.Timer(STATS_EVERY_S).tick(
+            lambda: stats_markdown(assistant), None, [stats], queue=False, api_visibility="private"
+        )
         gr.api(ask, api_name="ask", concurrency_limit=ASK_CONCURRENCY, concurrency_id="ask")
     app.queue(max_size=256, default_concurrency_limit=ASK_CONCURRENCY)
     return app

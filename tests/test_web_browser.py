@@ -91,3 +91,21 @@ def test_seed_question_cited_passage_upload_and_abstention(web_url: str, browser
     expect(page.locator("#sources mark", has_text="412 metres")).to_be_visible()
     expect(page.locator("#sources")).to_contain_text("tarnholm.txt")
     page.screenshot(path=str(ARTIFACTS / "web-chat-upload.png"), full_page=True)
+
+
+def test_index_stats_follow_articles_another_writer_adds(browser: BrowserContext, tmp_path: Path):
+    index_dir = tmp_path / "index"
+    qa.Assistant(Settings(index_dir=index_dir, backend="extractive")).index([SEEDS])
+    url, app = start_server(index_dir)
+    try:
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        expect(page.locator("#index-stats")).to_contain_text("1 articles")
+        article = tmp_path / "tarnholm.txt"
+        article.write_text(NEW_ARTICLE, encoding="utf-8")
+        writer = qa.Assistant(Settings(index_dir=index_dir, backend="extractive"))  # like `qa watch` elsewhere
+        assert len(writer.index([article]).added) == 1
+        expect(page.locator("#index-stats")).to_contain_text("2 articles", timeout=20_000)  # no reload, no click
+    finally:
+        app.close()

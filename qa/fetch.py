@@ -1,0 +1,160 @@
+"""Bounded HTTP GET for feeds and article pages: every failure is a reason string, nothing hangs or escapes.
+
+Each network step (connect, each read) waits at most `timeout_s`, and the whole download stops at a deadline
+of `timeout_s` too (a server that trickles bytes is cut off); the body is streamed and dropped at `max_bytes`
+(counted after decompression); redirects are followed up to `max_redirects`; a content type the caller does
+not accept is refused from the headers, before the body is read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+# Defaults (candidates for Settings: fetch_timeout_s, fetch_max_redirects; the size limit is max_file_mb).
+TIMEOUT_S = 20.0
+MAX_REDIRECTS = 5
+MAX_BYTES = 16_000_000
+USER_AGENT = "news-qa/0.1 (+https://pypi.org/project/news-qa/)"
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+FEED_TYPES = frozenset(
+    {"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml", "text/xml"}
+)
+_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+
+
+@dataclass
+class Fetched:
+    """The result of one GET: `error` is "" on success, else the reason (and `body` is empty)."""
+
+    url: str  # as asked
+    final_url: str = ""  # after redirects
+    status: int = 0
+    content_type: str = ""  # lower case, without parameters
+    charset: str = ""
+    body: bytes = b""
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def text(self) -> str:
+        """The body decoded: the charset of the headers, else of a <meta> tag, else UTF-8 (bad bytes replaced)."""
+        charset = self.charset
+        if not charset:
+            match = _CHARSET.search(self.body[:4096])
+            charset = match.group(1).decode("ascii") if match else "utf-8"
+        try:
+            return self.body.decode(charset, errors="replace")
+        except LookupError:  # an unknown charset name
+            return self.body.decode("utf-8", errors="replace")
+
+
+def is_url(text: str) -> bool:
+    return str(text).lower().startswith(("http://", "https://"))
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def fetch(
+    url: str,
+    *,
+    accept: Collection[str] | None = None,
+    timeout_s: float = TIMEOUT_S,
+    max_bytes: int = MAX_BYTES,
+    max_redirects: int = MAX_REDIRECTS,
+) -> Fetched:
+    """GET `url` within the limits; `accept` lists the content types wanted (None: any)."""
+    started = time.monotonic()
+    result = Fetched(url=url)
+    try:
+        result.error = _get(url, result, accept, timeout_s, max_bytes, max_redirects, started)
+    except httpx.TooManyRedirects:
+        result.error = f"too many redirects (more than {max_redirects})"
+    except httpx.TimeoutException:
+        result.error = f"timed out (no answer within {timeout_s:g}s)"
+    except httpx.UnsupportedProtocol as exc:
+        result.error = f"unsupported address: {exc}"
+    except httpx.ConnectError as exc:
+        result.error = f"cannot connect: {exc or 'connection refused'}"
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict) as exc:
+        result.error = f"download failed ({type(exc).__name__}: {exc})"
+    except (OSError, ValueError, UnicodeError) as exc:
+        result.error = f"download failed ({type(exc).__name__}: {exc})"
+    if result.error:
+        result.body = b""
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _get(
+    url: str,
+    result: Fetched,
+    accept: Collection[str] | None,
+    timeout_s: float,
+    max_bytes: int,
+    max_redirects: int,
+    started: float,
+) -> str:
+    if not is_url(url):
+        return "not an http(s) address"
+    limit = f"over the {max_bytes / 1e6:g} MB limit"
+    client = httpx.Client(
+        follow_redirects=True,
+        max_redirects=max_redirects,
+        timeout=httpx.Timeout(timeout_s),
+        headers={"User-Agent": USER_AGENT, "Accept": _accept_header(accept)},
+        trust_env=not _loopback(url),  # no proxy between us and this machine
+    )
+    with client, client.stream("GET", url) as response:
+        result.final_url = str(response.url)
+        result.status = response.status_code
+        kind, _, params = response.headers.get("content-type", "").partition(";")
+        result.content_type = kind.strip().lower()
+        match = re.search(r"charset=[\"']?([\w.:-]+)", params, re.IGNORECASE)
+        result.charset = match.group(1) if match else ""
+        if response.status_code >= 400:
+            return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        if response.status_code >= 300:
+            return f"HTTP {response.status_code} redirect without a usable Location"
+        if accept is not None and result.content_type and result.content_type not in accept:
+            return f"not an HTML page or a feed (content type {result.content_type})"
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            return f"response is {int(declared) / 1e6:.1f} MB, {limit}"
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                return f"response cut off: {limit}"
+            chunks.append(chunk)
+            if time.monotonic() - started > timeout_s:
+                return f"timed out (download took longer than {timeout_s:g}s; cut off after {size} bytes)"
+        result.body = b"".join(chunks)
+    if not result.body.strip():
+        return "empty response"
+    return ""
+
+
+def _accept_header(accept: Collection[str] | None) -> str:
+    if not accept:
+        return "*/*"
+    return ", ".join(sorted(accept)) + ", */*;q=0.1"
