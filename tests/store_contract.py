@@ -73,6 +73,16 @@ class StoreContract:
         assert sparse_ids(store, "wildfire valley") == ["b"]
         assert store.article_hashes().keys() == {"a", "b"}
 
+    def test_dense_hits_come_best_first_with_their_scores(self, store):
+        for aid, cos in (("far", 0.2), ("near", 0.9), ("mid", 0.6)):
+            a, chunks = article(aid, f"Text about {aid}.")
+            vector = unit(0) * cos + unit(1) * np.sqrt(1 - cos**2)
+            store.commit([(a, chunks, np.vstack([vector] * len(chunks)))], [], {}, "test-model")
+        assert dense_ids(store, 0) == ["near", "mid", "far"]
+        with store.read() as view:
+            assert [round(score, 4) for _, score in view.dense(unit(0), 3)] == [0.9, 0.6, 0.2]
+            assert len(view.dense(unit(0), 2)) == 2
+
     def test_update_replaces_the_old_chunks(self, store):
         upsert(store, "a", "Original text about ferries.", axis=0)
         upsert(store, "a", "Revised text about trams.", axis=2)
@@ -93,6 +103,13 @@ class StoreContract:
         assert dense_ids(store, 0, filters=Filters(since="2024-02-01")) == ["b"]
         assert dense_ids(store, 0, filters=Filters(until="2024-02-01")) == ["a"]
         assert dense_ids(store, 0, filters=Filters(source="nowhere")) == []
+
+    def test_integrity_check_passes_after_adds_updates_and_deletes(self, store):
+        upsert(store, "a", "Text about ferries.", axis=0)
+        upsert(store, "b", "Text about trams.", axis=1)
+        upsert(store, "a", "New text about ferries and piers.", axis=2)
+        store.commit([], ["b"], {}, "test-model")
+        assert store.check() == [] and store.stats()["articles"] == 1
 
     def test_persists_across_reopening(self, store, make_store):
         upsert(store, "a", "The harbour bridge opened to traffic.", axis=3)
