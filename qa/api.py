@@ -18,7 +18,7 @@ from qa.gguf import ModelUnavailable
 from qa.llm import chat_model
 from qa.schema import Answer, Article, IndexReport, Passage
 from qa.settings import BACKENDS, Settings
-from qa.store import FaissStore, Filters
+from qa.store import FaissStore, Filters, open_store
 
 History = Sequence[Any]  # [{"role": "user"|"assistant", "content": str}, ...] or [(user, assistant), ...]
 
@@ -39,7 +39,7 @@ class Assistant:
     def store(self, create: bool = False) -> FaissStore:
         with self._lock:
             if self._store is None:
-                self._store = FaissStore(self.settings.index_dir, create=create)
+                self._store = open_store(self.settings, create=create)  # FAISS, or Milvus by vector_uri
             return self._store
 
     # -- indexing ----------------------------------------------------------------------------------------

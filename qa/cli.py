@@ -14,15 +14,17 @@ from qa.settings import BACKENDS, Settings
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", type=Path, help="index folder (default: vectorstore/, or $QA_INDEX_DIR)")
+    common.add_argument("--vector-uri", help="vectors in Milvus: a .db path (Milvus Lite) or http://host:19530")
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
     p = argparse.ArgumentParser(prog="qa", description="Ask questions about news articles, with cited answers.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    ix = sub.add_parser("index", parents=[common], help="index new or changed articles (files or folders)")
-    ix.add_argument("paths", nargs="+", help=".txt .md .html .json .jsonl files or folders")
+    ix = sub.add_parser("index", parents=[common], help="index new or changed articles (files, folders, URLs)")
+    ix.add_argument("paths", nargs="+", help=".txt .md .html .json .jsonl files or folders; RSS/Atom feed or page URLs")
     ix.add_argument("--sync", action="store_true", help="also remove articles whose files are gone")
     ix.add_argument("--quiet", action="store_true", help="print only the summary line")
+    ix.add_argument("--ray", metavar="ADDRESS", help="chunk and embed on this Ray cluster (host:port, 'auto')")
 
     ask = sub.add_parser("ask", parents=[common], help="answer a question with cited passages")
     ask.add_argument("question")
@@ -33,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--source", default="", help="only articles whose source or url contains this")
     ask.add_argument("--since", default="", help="only articles published on or after this ISO date")
     ask.add_argument("--until", default="", help="only articles published on or before this ISO date")
+
+    wa = sub.add_parser("watch", parents=[common], help="keep indexing folders and feeds as articles arrive")
+    wa.add_argument("dirs", nargs="*", help="folders to watch (recursively); removed files leave the index")
+    wa.add_argument("--feed", action="append", default=[], metavar="URL", help="RSS/Atom feed or page (repeatable)")
+    wa.add_argument("--every", default="15m", help="how often to poll the feeds: 30s, 15m, 1h (default 15m)")
+    wa.add_argument("--debounce", type=float, default=1.0, help="seconds of quiet before re-indexing (default 1)")
 
     st = sub.add_parser("stats", parents=[common], help="what the index holds")
     st.add_argument("--json", action="store_true")
@@ -62,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"index_dir": args.index} if args.index else {}
     if getattr(args, "k", None):
         overrides["k"] = args.k
+    if args.vector_uri:
+        overrides["vector_uri"] = args.vector_uri
+    if getattr(args, "ray", None):
+        overrides["ray_address"] = args.ray
     try:
         settings = Settings(**overrides)
         return COMMANDS[args.command](args, settings)
@@ -75,8 +87,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from qa.api import Assistant
+    from qa.fetch import is_url
 
-    report = Assistant(settings).index(args.paths, sync=args.sync)
+    assistant = Assistant(settings)
+    urls = [p for p in args.paths if is_url(p)]
+    paths = [p for p in args.paths if not is_url(p)]
+    report = assistant.index(paths, sync=args.sync) if paths else None
+    if urls:
+        from qa.feeds import index_urls, merge_reports
+
+        more = index_urls(urls, assistant.store(create=True), assistant.embedder, settings)
+        report = merge_reports(report, more) if report else more
     if not args.quiet:
         for verb, items in (
             ("added", report.added),
@@ -119,16 +140,17 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    from qa.store import FaissStore
+    from qa.store import open_store
 
-    stats = FaissStore(settings.index_dir).stats()
+    stats = open_store(settings).stats()
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
         stats["bytes"] = f"{stats['bytes'] / 1e6:.1f} MB"
         width = max(map(len, stats))
         for key, value in stats.items():
-            print(f"{key:<{width}}  {value}")
+            for i, line in enumerate((value or [""]) if isinstance(value, list) else [value]):
+                print(f"{key if i == 0 else '':<{width}}  {line}")
     return 0
 
 
@@ -172,7 +194,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "ask": cmd_ask, "stats": cmd_stats, "eval": cmd_eval, "serve": cmd_serve}
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.watch import parse_duration, watch
+
+    watch(args.dirs, settings, feeds=args.feed, every_s=parse_duration(args.every), debounce_s=args.debounce)
+    return 0
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "ask": cmd_ask,
+    "stats": cmd_stats,
+    "eval": cmd_eval,
+    "serve": cmd_serve,
+    "watch": cmd_watch,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

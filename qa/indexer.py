@@ -7,6 +7,7 @@ articles compared by content hash, so re-indexing an unchanged corpus embeds not
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,15 +47,17 @@ def index_paths(
     embedder: Embedder,
     settings: Settings,
     sync: bool = False,
+    sync_under: Sequence[str | Path] | None = None,
 ) -> IndexReport:
-    """Bring the store up to date with `paths`; with `sync`, also drop articles whose files are gone."""
+    """Bring the store up to date with `paths`; with `sync`, also drop articles whose files are gone
+    (only files under the folders `sync_under`, when given)."""
     started = time.perf_counter()
     report = IndexReport()
     with store.write_lock(settings.lock_timeout_s):
         files, rejected = discover(paths)
         report.rejected += rejected
         # Sync first: a file that moved is then re-added under its new name, not refused as a duplicate.
-        gone = _plan_sync(store, report) if sync else _FileWork(path="", stamp=None)
+        gone = _plan_sync(store, report, sync_under) if sync else _FileWork(path="", stamp=None)
         work = [gone, *_plan_files(files, store, settings, report, set(gone.deletes))]
         report.chunks_embedded = _embed_and_commit(work, store, embedder, settings)
     report.seconds = time.perf_counter() - started
@@ -62,15 +65,25 @@ def index_paths(
 
 
 def index_articles(
-    articles: Sequence[Article], store: FaissStore, embedder: Embedder, settings: Settings
+    articles: Sequence[Article],
+    store: FaissStore,
+    embedder: Embedder,
+    settings: Settings,
+    origin: str = "",
+    keep: Iterable[str] = (),
 ) -> IndexReport:
-    """Index articles that did not come from files (feeds, API callers), with the same diffing."""
+    """Index articles that did not come from files (feeds, API callers), with the same diffing. With `origin`
+    (a feed URL), `articles` are all that origin holds now: its other indexed articles are removed, except
+    the ids in `keep` (entries still there that could not be loaded this time)."""
     started = time.perf_counter()
     report = IndexReport()
     with store.write_lock(settings.lock_timeout_s):
         work = _FileWork(path="", stamp=None)
         known = store.article_hashes()
-        _diff(articles, known, _hash_owners(known), work, report, set())
+        kept = set(_diff(articles, known, _hash_owners(known), work, report, set())) | set(keep)
+        for gone in sorted(aid for aid, (_, where) in known.items() if origin and where == origin and aid not in kept):
+            work.deletes.append(gone)
+            report.removed.append(gone)
         report.chunks_embedded = _embed_and_commit([work], store, embedder, settings)
     report.seconds = time.perf_counter() - started
     return report
@@ -85,10 +98,9 @@ def _plan_files(
 ) -> list[_FileWork]:
     stamps = store.file_stamps()
     known = {aid: v for aid, v in store.article_hashes().items() if aid not in gone}
-    owners = _hash_owners(known)
-    seen_ids: set[str] = set()
-    plan: list[_FileWork] = []
     max_bytes = int(settings.max_file_mb * 1e6)
+    # Read every changed file first, so the duplicate check below knows which indexed texts this run replaces.
+    loaded: list[tuple[str, os.stat_result, FileStamp | None, list[Article] | None]] = []
     for path in files:
         key = str(path)
         try:
@@ -98,8 +110,7 @@ def _plan_files(
             continue
         old = stamps.get(key)
         if old and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            report.unchanged += list(old.article_ids)
-            seen_ids.update(old.article_ids)
+            loaded.append((key, st, old, None))
             continue
         try:
             articles, bad = load_file(path, max_bytes)
@@ -110,14 +121,34 @@ def _plan_files(
             report.rejected.append(Rejection(key, reason))
             continue
         report.rejected += bad
+        loaded.append((key, st, old, articles))
+
+    def previous(key: str, old: FileStamp | None) -> set[str]:
+        return set(old.article_ids) if old else {a for a, (_, origin) in known.items() if origin == key}
+
+    # A text whose article changes or leaves its file in this run is free: another file may take it (contents
+    # swapped or moved between files), instead of being refused as a duplicate of a text that is going away.
+    new_hash = {a.id: a.content_hash for *_, articles in loaded for a in articles or ()}
+    leaving = {aid for key, _, old, articles in loaded if articles is not None for aid in previous(key, old)}
+    freed = {aid for aid in leaving | set(new_hash) if aid in known and new_hash.get(aid) != known[aid][0]}
+    owners = _hash_owners({aid: v for aid, v in known.items() if aid not in freed})
+    seen_ids: set[str] = set()
+    plan: list[_FileWork] = []
+    for key, st, old, articles in loaded:
+        if articles is None:  # unchanged since it was indexed
+            report.unchanged += list(old.article_ids)
+            seen_ids.update(old.article_ids)
+            continue
         work = _FileWork(path=key, stamp=None)
         kept = _diff(articles, known, owners, work, report, seen_ids)
-        previous = set(old.article_ids) if old else {a for a, (_, origin) in known.items() if origin == key}
-        for gone in sorted(previous - set(kept)):
+        for gone in sorted(previous(key, old) - set(kept)):
             if gone in known and gone not in seen_ids:
                 work.deletes.append(gone)
                 report.removed.append(gone)
-        work.stamp = FileStamp(st.st_size, st.st_mtime_ns, tuple(kept))
+        # A file with a refused duplicate gets no stamp, so it is read again next time: once the twin it
+        # duplicates is gone, its text is indexed instead of being skipped as unchanged forever.
+        if len(kept) == len(articles):
+            work.stamp = FileStamp(st.st_size, st.st_mtime_ns, tuple(kept))
         plan.append(work)
     return plan
 
@@ -156,11 +187,14 @@ def _diff(
     return kept
 
 
-def _plan_sync(store: FaissStore, report: IndexReport) -> _FileWork:
-    """Drop the articles of indexed files that no longer exist."""
+def _plan_sync(store: FaissStore, report: IndexReport, under: Sequence[str | Path] | None = None) -> _FileWork:
+    """Drop the articles of indexed files that no longer exist (under the folders `under`, when given)."""
     work = _FileWork(path="", stamp=None)
     stamps = store.file_stamps()
+    roots = [Path(r).expanduser().resolve() for r in under or ()]
     for path, stamp in stamps.items():
+        if roots and not any(Path(path).is_relative_to(r) for r in roots):
+            continue
         if not Path(path).exists():
             work.deletes += list(stamp.article_ids)
             report.removed += list(stamp.article_ids)
@@ -170,9 +204,15 @@ def _plan_sync(store: FaissStore, report: IndexReport) -> _FileWork:
 
 def _embed_and_commit(work: list[_FileWork], store: FaissStore, embedder: Embedder, settings: Settings) -> int:
     """Chunk and embed the changed articles and commit file by file in batches, so a crash loses little."""
-    chunked: dict[str, list[Chunk]] = {
-        a.id: chunk_article(a, settings.chunk_chars, settings.chunk_overlap_chars) for w in work for a in w.upserts
-    }
+    articles = [a for w in work for a in w.upserts]
+    if settings.ray_address and articles:  # chunk and embed on a Ray cluster instead (qa/distributed.py)
+        from qa.distributed import ray_embedder
+
+        embedder = ray_embedder(settings)
+        chunks = embedder.chunk(articles, settings.chunk_chars, settings.chunk_overlap_chars)
+    else:
+        chunks = [chunk_article(a, settings.chunk_chars, settings.chunk_overlap_chars) for a in articles]
+    chunked: dict[str, list[Chunk]] = {a.id: c for a, c in zip(articles, chunks, strict=True)}
     total = sum(len(c) for c in chunked.values())
     bar = tqdm(total=total, unit="chunk", desc="embedding", disable=None if total else True, leave=False)
     embedded = 0

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -24,7 +25,8 @@ _BOILERPLATE = re.compile(
     r"read more|related (articles|stories)|sign up for our newsletter.*|click here to subscribe.*)\s*$",
     re.IGNORECASE,
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters, and lone surrogates (from JSON escapes like \ud800) that UTF-8 and SQLite cannot hold.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _FIELDS = {
     "id": ("doc_id", "id", "article_id", "guid"),
     "text": ("text", "body", "content", "article", "maintext"),
@@ -55,16 +57,45 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Rejection]]:
                     if candidate.suffix.lower() in SUPPORTED:
                         files.append(candidate)
                     else:
-                        rejected.append(Rejection(str(candidate), _unsupported(candidate)))
-        elif path.is_file():
+                        rejected.append(Rejection(printable(str(candidate)), _unsupported(candidate)))
+        elif path.exists():
             if path.suffix.lower() in SUPPORTED:
                 files.append(path)
             else:
-                rejected.append(Rejection(str(path), _unsupported(path)))
+                rejected.append(Rejection(printable(str(path)), _unsupported(path)))
         else:
-            rejected.append(Rejection(str(path), "no such file or folder"))
-    unique = list(dict.fromkeys(p.resolve() for p in files))
+            rejected.append(Rejection(printable(str(path)), "no such file or folder"))
+    unique = []
+    for path in dict.fromkeys(p.resolve() for p in files):
+        reason = _unreadable(path)
+        if reason:
+            rejected.append(Rejection(printable(str(path)), reason))
+        else:
+            unique.append(path)
     return unique, rejected
+
+
+def _unreadable(path: Path) -> str:
+    """Why a file must not be opened at all: a pipe or device would block or never end; a name that is not
+    UTF-8 cannot be stored or shown."""
+    if not is_utf8(str(path)):
+        return "file name is not valid UTF-8; rename the file"
+    if not path.is_file():
+        return "not a regular file (a pipe, device or socket)"
+    return ""
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """`text` with undecodable bytes of a file name shown as escapes, so it can be printed and stored."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _unsupported(path: Path) -> str:
@@ -74,9 +105,11 @@ def _unsupported(path: Path) -> str:
 
 def load_file(path: Path, max_bytes: int) -> tuple[list[Article], list[Rejection]]:
     """Read one file into articles; a whole-file problem raises IngestError, a bad JSONL line is a Rejection."""
+    origin = str(path)
+    if not is_utf8(origin):
+        raise IngestError("file name is not valid UTF-8; rename the file")
     text = read_text(path, max_bytes)
     suffix = path.suffix.lower()
-    origin = str(path)
     if suffix in TEXT_TYPES:
         return [_from_plain_text(text, path)], []
     if suffix in HTML_TYPES:
@@ -88,13 +121,18 @@ def load_file(path: Path, max_bytes: int) -> tuple[list[Article], list[Rejection
             raise IngestError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         except RecursionError:
             raise IngestError("malformed JSON: nested too deeply") from None
+        except ValueError as exc:  # e.g. a number of more than 4300 digits
+            raise IngestError(f"malformed JSON: {str(exc).split(';')[0]}") from None
         return _from_records(_records_of(data), origin)
     return _from_jsonl(text, origin)
 
 
 def read_text(path: Path, max_bytes: int) -> str:
     """Decode a file as text, refusing what is empty, too large, binary or not UTF-8 (with why)."""
-    size = path.stat().st_size
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):  # reading a pipe blocks forever, /dev/zero never ends
+        raise IngestError("not a regular file (a pipe, device or socket)")
+    size = st.st_size
     if size > max_bytes:
         raise IngestError(
             f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit (raise QA_MAX_FILE_MB to allow it)"
@@ -144,7 +182,13 @@ def _from_html(html: str, origin: str, url: str = "") -> Article:
     import trafilatura  # heavy import, only when HTML is seen
 
     options = {"output_format": "json", "with_metadata": True, "include_comments": False, "url": url or None}
-    extracted = trafilatura.extract(html, **options) or trafilatura.extract(html, favor_recall=True, **options)
+    try:
+        extracted = trafilatura.extract(html, **options) or trafilatura.extract(html, favor_recall=True, **options)
+    except Exception:  # its date and metadata helpers fail on some markup (an AssertionError for a bare <svg> root)
+        try:
+            extracted = trafilatura.extract(html, **(options | {"with_metadata": False}))
+        except Exception as exc:
+            raise IngestError(f"the HTML could not be parsed ({type(exc).__name__})") from None
     if not extracted:
         raise IngestError("no article text found in the HTML")
     data = json.loads(extracted)
@@ -195,6 +239,8 @@ def _from_jsonl(text: str, origin: str) -> tuple[list[Article], list[Rejection]]
             rejected.append(Rejection(f"{origin}:{lineno}", f"malformed JSON line: {exc.msg}"))
         except RecursionError:
             rejected.append(Rejection(f"{origin}:{lineno}", "malformed JSON line: nested too deeply"))
+        except ValueError as exc:  # e.g. a number of more than 4300 digits
+            rejected.append(Rejection(f"{origin}:{lineno}", f"malformed JSON line: {str(exc).split(';')[0]}"))
     articles, more = _from_records([r for _, r in records], origin, [where for where, _ in records])
     return articles, rejected + more
 
@@ -216,8 +262,10 @@ def _from_records(records: list, origin: str, where: list[str] | None = None) ->
 def _field(record: dict, name: str) -> str:
     for key in _FIELDS[name]:
         value = record.get(key)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
-            return str(value).strip()
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            text = _clean(str(value)).strip()
+            if text:
+                return text
     return ""
 
 

@@ -10,6 +10,9 @@ A write builds faiss-<gen+1>.index (temp file, fsync, rename), then commits the 
 <gen+1> current. A crash before the commit leaves <gen> current and intact; an orphan file is overwritten next
 time. Readers run each query in one SQLite read transaction and use the FAISS file of the generation that
 transaction sees, so an answer never mixes two versions of the index.
+
+Other vector backends keep all of the SQLite part and replace only the FAISS files: `open_store()` picks one
+from settings.vector_uri (qa/milvus_store.py: Milvus Lite or a Milvus server).
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import faiss
 import numpy as np
 
 from qa.schema import Article, Chunk, Passage
 from qa.text import content_words
+
+if TYPE_CHECKING:
+    from qa.settings import Settings
 
 SCHEMA_VERSION = 1
 DB_NAME = "qa.sqlite"
@@ -137,6 +143,10 @@ class StoreView:
         scores, ids = self._index.search(vector.reshape(1, -1).astype(np.float32), k, params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
+    def dense_ids(self) -> set[int]:
+        """Every chunk id the dense index holds (for the integrity check)."""
+        return set() if self._index is None else set(faiss.vector_to_array(self._index.id_map).tolist())
+
     def sparse(self, text: str, k: int, filters: Filters = Filters()) -> list[tuple[int, float]]:
         query = fts_query(text)
         if not query:
@@ -161,19 +171,27 @@ class StoreView:
         ).fetchall()
         out = {}
         for rid, cid, aid, start, end, text, sentences, vector, title, source, url, published in rows:
-            passage = Passage(
-                chunk_id=cid,
-                article_id=aid,
-                title=title or "",
-                source=source or "",
-                url=url or "",
-                published=published or "",
-                text=text,
-                start=start,
-                end=end,
-                sentences=tuple(tuple(s) for s in json.loads(sentences)),
-            )
-            out[rid] = (passage, np.frombuffer(vector, dtype=np.float32))
+            try:  # the rows are data read back from disk: a damaged one is an error, never code
+                passage = Passage(
+                    chunk_id=cid,
+                    article_id=aid,
+                    title=title or "",
+                    source=source or "",
+                    url=url or "",
+                    published=published or "",
+                    text=text,
+                    start=start,
+                    end=end,
+                    sentences=tuple(tuple(s) for s in json.loads(sentences)),
+                )
+                vec = np.frombuffer(vector, dtype=np.float32)
+                if self._index is not None and vec.size != self._index.d:
+                    raise ValueError(f"a {vec.size}-d vector in a {self._index.d}-d index")
+            except (ValueError, TypeError) as exc:
+                raise IndexCorrupt(
+                    f"chunk {cid!r} of the index is damaged ({exc}); delete the index folder and re-index"
+                ) from None
+            out[rid] = (passage, vec)
         return out
 
 
@@ -230,7 +248,24 @@ class FaissStore:
 
     @staticmethod
     def _meta(conn: sqlite3.Connection) -> dict[str, str]:
-        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        for key in ("schema_version", "generation", "dim"):
+            if not str(meta.get(key) or "0").isdigit():
+                raise IndexCorrupt(
+                    f"the index records {key} = {meta[key]!r}, not a number (changed or damaged); "
+                    "delete the index folder and re-index"
+                )
+        return meta
+
+    @contextlib.contextmanager
+    def _damage_check(self) -> Iterator[None]:
+        """SQLite's "malformed" or "not a database" (a truncated or overwritten file) as a clear IndexCorrupt."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                raise
+            raise IndexCorrupt(f"index at {self.path}/ is damaged ({exc}); delete the folder and re-index") from None
 
     def _faiss_path(self, generation: int) -> Path:
         return self.path / f"faiss-{generation}.index"
@@ -254,11 +289,13 @@ class FaissStore:
             lock.release()
 
     def article_hashes(self) -> dict[str, tuple[str, str]]:
-        rows = self._conn().execute("SELECT id, content_hash, origin FROM articles").fetchall()
+        with self._damage_check():
+            rows = self._conn().execute("SELECT id, content_hash, origin FROM articles").fetchall()
         return {r[0]: (r[1], r[2] or "") for r in rows}
 
     def file_stamps(self) -> dict[str, FileStamp]:
-        rows = self._conn().execute("SELECT path, size, mtime_ns, articles FROM files").fetchall()
+        with self._damage_check():
+            rows = self._conn().execute("SELECT path, size, mtime_ns, articles FROM files").fetchall()
         return {r[0]: FileStamp(r[1], r[2], tuple(json.loads(r[3]))) for r in rows}
 
     def commit(
@@ -280,7 +317,7 @@ class FaissStore:
                     f"index at {self.path}/ holds {meta.get('dim')}-d vectors from {meta.get('embed_model')}; "
                     f"this run made {sorted(dims)}-d vectors with {model}: use the same model or a new --index"
                 )
-            index = self._writable_index(conn, meta, generation)
+            index = self._begin_vectors(conn, meta, generation)
             stale = [a.id for a, _, _ in upserts] + list(deletes)
             removed_ids = self._delete_articles(conn, stale)
             new_ids, new_vectors = self._insert(conn, upserts)
@@ -293,20 +330,12 @@ class FaissStore:
                         (path, stamp.size, stamp.mtime_ns, json.dumps(list(stamp.article_ids))),
                     )
             dim = next(iter(dims)) if dims else int(meta.get("dim", "0") or 0)
-            if index is None and dim:
-                index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-            if index is not None:
-                if removed_ids:
-                    index.remove_ids(np.array(removed_ids, dtype=np.int64))
-                if new_ids:
-                    index.add_with_ids(np.vstack(new_vectors), np.array(new_ids, dtype=np.int64))
             updates = {"updated_at": str(time.time())}
             if removed_ids or new_ids:  # only a change of vectors makes a new generation
                 generation += 1
-                updates |= {
-                    "generation": str(generation),
-                    "faiss_sha256": self._write_index(index, generation),
-                }
+                updates["generation"] = str(generation)
+                written, index = self._stage_vectors(conn, index, dim, removed_ids, new_ids, new_vectors, generation)
+                updates |= written
             if dim:
                 updates |= {"dim": str(dim), "embed_model": meta.get("embed_model") or model}
             conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(updates.items()))
@@ -315,11 +344,11 @@ class FaissStore:
             conn.execute("ROLLBACK")
             raise
         if removed_ids or new_ids:
-            self._loaded = (generation, index)
-            self._prune(generation)
+            self._vectors_committed(generation, index, removed_ids)
         return generation
 
-    def _writable_index(self, conn: sqlite3.Connection, meta: dict[str, str], generation: int):
+    # The dense-index steps of a commit; a backend with another vector index (qa/milvus_store.py) overrides them.
+    def _begin_vectors(self, conn: sqlite3.Connection, meta: dict[str, str], generation: int):
         """A private copy of the current FAISS index to change (readers keep searching the shared one)."""
         if not generation:
             return None
@@ -327,6 +356,30 @@ class FaissStore:
         if loaded_gen == generation and loaded is not None:
             return faiss.clone_index(loaded)
         return self._load_index(conn, meta, generation)
+
+    def _stage_vectors(
+        self,
+        conn: sqlite3.Connection,
+        index: faiss.Index | None,
+        dim: int,
+        removed_ids: list[int],
+        new_ids: list[int],
+        new_vectors: list[np.ndarray],
+        generation: int,
+    ) -> tuple[dict[str, str], faiss.Index]:
+        """Before the SQLite commit: write the next generation's FAISS file; returns meta updates and the index."""
+        if index is None:
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        if removed_ids:
+            index.remove_ids(np.array(removed_ids, dtype=np.int64))
+        if new_ids:
+            index.add_with_ids(np.vstack(new_vectors), np.array(new_ids, dtype=np.int64))
+        return {"faiss_sha256": self._write_index(index, generation)}, index
+
+    def _vectors_committed(self, generation: int, index: faiss.Index, removed_ids: list[int]) -> None:
+        """After the SQLite commit: serve the new index, drop old files."""
+        self._loaded = (generation, index)
+        self._prune(generation)
 
     def _delete_articles(self, conn: sqlite3.Connection, article_ids: Sequence[str]) -> list[int]:
         removed: list[int] = []
@@ -408,7 +461,17 @@ class FaissStore:
                 f"{path} does not match the checksum recorded when it was written (changed or damaged); "
                 "it was not loaded. Delete the index folder and re-index."
             )
-        return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        try:
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError:
+            index = None
+        dim = int(meta.get("dim") or 0)
+        if not isinstance(index, faiss.IndexIDMap2) or (dim and index.d != dim):
+            raise IndexCorrupt(
+                f"{path} matches its recorded checksum but is not the {dim}-d FAISS index this program writes "
+                "(the index folder was changed); it was not used. Delete the index folder and re-index."
+            )
+        return index
 
     def _rebuild_from_vectors(self, conn: sqlite3.Connection, dim: int) -> faiss.Index:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
@@ -422,25 +485,29 @@ class FaissStore:
     def read(self) -> Iterator[StoreView]:
         """A consistent snapshot for one query (SQLite read transaction + that generation's FAISS index)."""
         conn = self._conn()
-        for attempt in range(5):
-            conn.execute("BEGIN")
-            try:
-                meta = self._meta(conn)
-                generation = int(meta.get("generation", "0"))
-                index = self._index_for(conn, meta, generation)
-            except FileNotFoundError:
-                conn.execute("ROLLBACK")
-                if attempt == 4:
+        with self._damage_check():
+            for attempt in range(5):
+                conn.execute("BEGIN")
+                try:
+                    meta = self._meta(conn)
+                    generation = int(meta.get("generation", "0"))
+                    view = self._view(conn, meta, generation)
+                except FileNotFoundError:
+                    conn.execute("ROLLBACK")
+                    if attempt == 4:
+                        raise
+                    continue
+                except BaseException:
+                    conn.execute("ROLLBACK")
                     raise
-                continue
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            try:
-                yield StoreView(conn, index, generation)
-            finally:
-                conn.execute("COMMIT")
-            return
+                try:
+                    yield view
+                finally:
+                    conn.execute("COMMIT")
+                return
+
+    def _view(self, conn: sqlite3.Connection, meta: dict[str, str], generation: int) -> StoreView:
+        return StoreView(conn, self._index_for(conn, meta, generation), generation)
 
     def _index_for(self, conn: sqlite3.Connection, meta: dict[str, str], generation: int) -> faiss.Index | None:
         loaded_gen, index = self._loaded
@@ -456,11 +523,21 @@ class FaissStore:
         return int(row[0]) if row else 0
 
     def stats(self) -> dict:
+        with self._damage_check():
+            return self._stats()
+
+    def _stats(self) -> dict:
         conn = self._conn()
         meta = self._meta(conn)
         articles, newest = conn.execute("SELECT COUNT(*), MAX(NULLIF(published, '')) FROM articles").fetchone()
         chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        recent = conn.execute(
+            "SELECT published, title FROM articles WHERE published != '' ORDER BY published DESC, id LIMIT 3"
+        ).fetchall()
+        size = 0
+        for p in self.path.iterdir():
+            with contextlib.suppress(OSError):  # a writer may replace or prune a file meanwhile
+                size += p.stat().st_size if p.is_file() else 0
         updated = float(meta.get("updated_at", "0") or 0)
         return {
             "index": str(self.path),
@@ -472,6 +549,7 @@ class FaissStore:
             "generation": int(meta.get("generation", "0")),
             "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(updated)) if updated else "",
             "newest_article": newest or "",
+            "newest_articles": [f"{published}  {title}" for published, title in recent],
         }
 
     def check(self) -> list[str]:
@@ -483,17 +561,24 @@ class FaissStore:
             fts_ids = {r[0] for r in conn.execute("SELECT rowid FROM fts")}
             if chunk_ids != fts_ids:
                 problems.append(f"{len(chunk_ids ^ fts_ids)} chunks differ between chunks and the BM25 index")
-            faiss_ids = set()
-            if view._index is not None:
-                faiss_ids = set(faiss.vector_to_array(view._index.id_map).tolist())
-            if faiss_ids != chunk_ids:
-                problems.append(f"{len(faiss_ids ^ chunk_ids)} chunks differ between FAISS and the chunk table")
+            dense_ids = view.dense_ids()
+            if dense_ids != chunk_ids:
+                problems.append(f"{len(dense_ids ^ chunk_ids)} chunks differ between the vectors and the chunk table")
             orphans = conn.execute(
                 "SELECT COUNT(*) FROM chunks WHERE article_id NOT IN (SELECT id FROM articles)"
             ).fetchone()[0]
             if orphans:
                 problems.append(f"{orphans} chunks belong to no article")
         return problems
+
+
+def open_store(settings: Settings, create: bool = False) -> FaissStore:
+    """The store settings.vector_uri picks: FAISS files in index_dir (empty, the default) or Milvus."""
+    if settings.vector_uri:
+        from qa.milvus_store import MilvusStore
+
+        return MilvusStore(settings.index_dir, settings.vector_uri, create=create)
+    return FaissStore(settings.index_dir, create=create)
 
 
 def _fsync_dir(path: Path) -> None:
