@@ -1,0 +1,26 @@
+"""Concurrency in the default run: stress/concurrency.py at CI size (100 questions from 2 threads and 1 process
+while another process re-indexes at least 3 times), and two indexers started at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stress.common import print_table
+from stress.concurrency import run_concurrency, run_two_indexers
+
+
+def test_questions_during_reindexing_see_one_consistent_snapshot_each(tmp_path: Path):
+    result = run_concurrency(
+        tmp_path, questions=100, reindex=3, threads=2, processes=1, articles=8, time_limit=900, two_indexers=False
+    )
+    print_table("questions while re-indexing (CI size)", result.rows())
+    assert result.failures == []
+    assert result.tally.asked == result.tally.answered == 100 and result.tally.errors == []
+    assert result.reindex_runs >= 3
+    assert len(result.tally.generations) > 1, "the readers never saw the index change under them"
+
+
+def test_two_indexers_at_once_wait_or_fail_clearly_and_never_corrupt(tmp_path: Path):
+    rows, failures = run_two_indexers(tmp_path)
+    print_table("two indexers at once", rows)
+    assert failures == []
