@@ -3,6 +3,7 @@ abstain when the best support is below a threshold calibrated on data (bench/cal
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -109,8 +110,14 @@ def extractive_answer(
         if c.score >= max(threshold, best.score - 0.12) and c.dense >= best.dense - 0.15:
             chosen.append(c)
     citations = [citation(n, c) for n, c in enumerate(chosen, start=1)]
-    text = " ".join(f"{c.text} [{n}]" for n, c in enumerate(chosen, start=1))
+    text = " ".join(f"{_defuse_markers(c.text)} [{n}]" for n, c in enumerate(chosen, start=1))
     return Answer(question, text, citations, abstained=False, passages=passages, support=support)
+
+
+def _defuse_markers(text: str) -> str:
+    """An article's own "[7]" must not read as our citation [7]: shown as "(7)" in the answer text (the
+    citation's quote keeps the article's exact words)."""
+    return re.sub(r"\[(\d+)\]", r"(\1)", text)
 
 
 def abstain(question: str, passages: list[Passage], support: float = 0.0) -> Answer:

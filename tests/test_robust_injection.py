@@ -37,11 +37,6 @@ def test_instructions_inside_articles_do_not_change_the_answer_rules(injection_i
     assert all(o.citations >= 1 for o in result.outcomes if o.answered)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="qa/answer.py (extractive_answer) copies an article's own '[7]' into the answer text with the quoted "
-    "sentence, and the chat renders it as citation [7] although there is no 7th source",
-)
 def test_a_fake_marker_inside_a_quoted_sentence_is_not_shown_as_a_citation(injection_index: Path):
     case = next(c for c in CASES if c.name == "fake [n] citations")
     answer = qa.Assistant(Settings(index_dir=injection_index, backend="extractive")).ask(case.question)
