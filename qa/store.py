@@ -234,6 +234,8 @@ class FaissStore:
                     "re-index into a new folder"
                 )
         except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):  # busy is not damaged
+                raise IndexLocked(f"index at {self.path}/ stayed locked by another process ({exc})") from None
             raise IndexCorrupt(f"index at {self.path}/ is damaged ({exc}); delete the folder and re-index") from None
 
     # -- connections -------------------------------------------------------------------------------------
@@ -241,7 +243,7 @@ class FaissStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=60, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn, timeout=60)
             conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn
         return conn
@@ -579,6 +581,20 @@ def open_store(settings: Settings, create: bool = False) -> FaissStore:
 
         return MilvusStore(settings.index_dir, settings.vector_uri, create=create)
     return FaissStore(settings.index_dir, create=create)
+
+
+def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL. SQLite answers "database is locked" at once, without waiting, when another process is
+    switching the same new database (two indexers creating one index at once), so wait here."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -3,8 +3,11 @@ while another process re-indexes at least 3 times), and two indexers started at 
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 
+from qa.store import FaissStore
 from stress.common import print_table
 from stress.concurrency import run_concurrency, run_two_indexers
 
@@ -24,3 +27,18 @@ def test_two_indexers_at_once_wait_or_fail_clearly_and_never_corrupt(tmp_path: P
     rows, failures = run_two_indexers(tmp_path)
     print_table("two indexers at once", rows)
     assert failures == []
+
+
+def test_opening_a_new_index_while_another_process_writes_it_waits_instead_of_failing(tmp_path: Path):
+    # SQLite refuses the switch to WAL at once, without its busy wait, while another connection writes the new
+    # file: two `qa index` started at once on a new index failed with "index ... is damaged (database is locked)".
+    folder = tmp_path / "index"
+    folder.mkdir()
+    other = sqlite3.connect(folder / "qa.sqlite", isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE early (x)")
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.0, lambda: other.execute("COMMIT"))
+    release.start()
+    store = FaissStore(folder, create=True)
+    release.join()
+    assert store.check() == [] and store.generation() == 0
