@@ -51,7 +51,7 @@ class CrashResult:
             ("  before the run's first commit", self.killed_before_first_commit),
             ("  between commits (mid-job)", self.killed_mid_job),
             ("  after the last commit", self.killed_after_last_commit),
-            ("runs that finished before their kill", self.finished_before_kill),
+            ("runs that finished before their kill (all complete)", self.finished_before_kill),
             ("articles in the corpus", self.articles),
             ("index checks (load + integrity + versions)", self.checks),
             ("articles lost (all checks)", self.articles_lost),
@@ -138,10 +138,8 @@ def run_crash(
     # The first full index, timed: until its first commit (start-up, model load, first batch) and to the end.
     t0 = time.monotonic()
     log = workdir / "indexer.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            qa_command("index", str(corpus), "--index", str(index)), env=env, stdout=out, stderr=out
-        )
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(qa_command("index", str(corpus), "--index", str(index)), env=env, stdout=fh, stderr=fh)
     while proc.poll() is None and not (index / "qa.sqlite").exists():
         time.sleep(0.01)
     _wait_for_commits(index, 1, proc, t0 + 600)
@@ -162,9 +160,9 @@ def run_crash(
         result.attempts += 1
         generation = FaissStore(index).generation()
         log = workdir / "indexer.log"
-        with open(log, "wb") as out:
+        with open(log, "wb") as fh:
             proc = subprocess.Popen(
-                qa_command("index", str(corpus), "--index", str(index), "--quiet"), env=env, stdout=out, stderr=out
+                qa_command("index", str(corpus), "--index", str(index), "--quiet"), env=env, stdout=fh, stderr=fh
             )
         # A fifth of the kills at a random moment of start-up and model loading; the rest after a random number
         # of the run's commits plus up to 0.3 s, so they land in embedding, FAISS writes and SQLite commits.

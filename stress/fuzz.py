@@ -36,23 +36,7 @@ WORDS = (
     "the council harbour bridge opened on monday after years of debate residents said fire spread quickly "
     "officials expect nine thousand people every day minister promised new funds market closed early"
 ).split()
-FIELDS = [
-    "text",
-    "body",
-    "content",
-    "article",
-    "title",
-    "headline",
-    "url",
-    "link",
-    "id",
-    "doc_id",
-    "date",
-    "published",
-    "source",
-    "articles",
-    "items",
-]
+FIELDS = "text body content article title headline url link id doc_id date published source articles items".split()
 CHUNK_CHECK_MAX = 100_000  # articles up to this length are also chunked (chunking 1 MB of prose takes ~15 s)
 
 # -- strategies ------------------------------------------------------------------------------------------------

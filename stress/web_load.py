@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,9 @@ ANSWERABLE = [
 class LoadResult:
     users: int = 0
     questions: int = 0
+    think: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    server: list[float] = field(default_factory=list)  # the app's own time per answer (timings_ms.total), s
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -63,9 +66,14 @@ class LoadResult:
     def rows(self) -> list[tuple[str, object]]:
         return [
             ("simulated users (own Client each)", self.users),
+            ("pause between a user's questions (mean, s)", self.think or "none: back to back"),
             ("questions sent / answered", f"{self.questions} / {len(self.latencies)}"),
             ("errors", len(self.errors)),
             ("latency p50 / p95 / max (s)", f"{self.p50:.2f} / {self.p95:.2f} / {max(self.latencies, default=0):.2f}"),
+            (
+                "  of which answering (server p50 / p95, s)",
+                f"{percentile(self.server, 50):.2f} / {percentile(self.server, 95):.2f}",
+            ),
             ("throughput (questions/s)", f"{len(self.latencies) / self.seconds:.1f}" if self.seconds else "-"),
             ("wall time (s)", f"{self.seconds:.0f}"),
         ]
@@ -82,11 +90,13 @@ def response_problem(question: str, out: object) -> str:
     return ""
 
 
-def run_load(url: str, users: int, questions: int, timeout: float = 300) -> LoadResult:
-    """`users` threads, each with its own Client, share `questions` questions, each sent when its last is back."""
+def run_load(url: str, users: int, questions: int, timeout: float = 300, think: float = 0.0) -> LoadResult:
+    """`users` threads, each with its own Client, share `questions` questions; a user sends the next one when
+    its last is back (after a random pause averaging `think` seconds, like a reader; 0: back to back)."""
     from gradio_client import Client
 
-    result = LoadResult(users=users, questions=questions)
+    result = LoadResult(users=users, questions=questions, think=think)
+    pauses = random.Random(0)
     pool = itertools.islice(itertools.cycle(ANSWERABLE + OUT_OF_SCOPE), questions)
     lock = threading.Lock()
     clients = [Client(url, verbose=False) for _ in range(users)]
@@ -97,8 +107,10 @@ def run_load(url: str, users: int, questions: int, timeout: float = 300) -> Load
         while True:
             with lock:
                 question = next(pool, None)
+                pause = pauses.expovariate(1 / think) if think else 0.0
             if question is None:
                 return
+            time.sleep(pause)
             t0 = time.perf_counter()
             try:
                 out = client.submit(question, api_name="/ask").result(timeout=timeout)
@@ -110,6 +122,7 @@ def run_load(url: str, users: int, questions: int, timeout: float = 300) -> Load
                     result.errors.append(f"{question!r}: {problem}")
                 else:
                     result.latencies.append(time.perf_counter() - t0)
+                    result.server.append(out.get("timings_ms", {}).get("total", 0) / 1000)
 
     threads = [threading.Thread(target=user, args=(c,), daemon=True) for c in clients]
     for t in threads:
@@ -165,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--questions", type=int, default=500)
     parser.add_argument("--p95-limit", type=float, default=2.0, help="fail when p95 latency (s) is above this")
+    parser.add_argument("--think", type=float, default=0.0, help="mean pause (s) before each user's next question")
     parser.add_argument("--in-process", action="store_true", help="serve from this process (default: `qa serve`)")
     parser.add_argument(
         "--server-env",
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         url, stop = start_server(workdir / "index", args.in_process, env)
         try:
             run_load(url, 1, 2)  # warm-up: first-request costs are not what is measured
-            result = run_load(url, args.users, args.questions)
+            result = run_load(url, args.users, args.questions, think=args.think)
         finally:
             stop()
     finally:

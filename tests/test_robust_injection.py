@@ -16,7 +16,7 @@ from stress.injection import CASES, OUT_OF_SCOPE, build_index, rule_problems, ru
 
 BACKENDS = {
     "extractive": lambda: Settings(backend="extractive"),
-    "llamacpp": lambda: Settings(backend="llamacpp", gguf_path=smollm2_path(), max_answer_tokens=60),
+    "llamacpp": lambda: Settings(backend="llamacpp", gguf_path=smollm2_path(), max_answer_tokens=40),
 }
 
 
