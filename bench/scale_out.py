@@ -31,7 +31,7 @@ from qa.ingest import load_file, make_article  # noqa: E402
 from qa.milvus_store import MilvusStore  # noqa: E402
 from qa.retrieve import HybridRetriever  # noqa: E402
 from qa.settings import Settings  # noqa: E402
-from qa.store import FaissStore  # noqa: E402
+from qa.store import FaissStore, Upsert  # noqa: E402
 from tests.ray_cluster import LocalRayCluster  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "eval" / "squad2-dev" / "corpus.jsonl"
@@ -91,7 +91,10 @@ def synthetic_batches(n_chunks: int, dim: int, pool: list[str], per_commit: int 
         chunks = chunk_article(article)[: n_chunks - total]
         vectors = rng.standard_normal((len(chunks), dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        batches[-1].append((article, chunks, vectors))
+        sentences = [rng.standard_normal((len(c.sentences), dim)).astype(np.float32) for c in chunks]
+        batches[-1].append(
+            Upsert(article, chunks, vectors, [s / np.linalg.norm(s, axis=1, keepdims=True) for s in sentences])
+        )
         total, pending, a = total + len(chunks), pending + len(chunks), a + 1
         if pending >= per_commit and total < n_chunks:
             batches.append([])
@@ -133,7 +136,7 @@ def bench_stores(work: Path, sizes: list[int], questions: list[str], pool: list[
             hybrid = [timed(retriever.retrieve, q, query_vector=v)[1] for q, v in pairs]
             rows.append((f"{label}: dense top-50 p50/p95", ms(dense)))
             rows.append((f"{label}: hybrid retrieval (dense+BM25+fusion) p50/p95", ms(hybrid)))
-            _, add_s = timed(store.commit, [(new, new_chunks, new_vectors)], [], {}, embedder.name)
+            _, add_s = timed(store.commit, [Upsert(new, new_chunks, new_vectors)], [], {}, embedder.name)
             rows.append((f"{label}: add 1 article ({len(new_chunks)} chunks)", f"{add_s * 1000:.0f} ms"))
             _, open_s = timed(make, path)
             rows.append((f"{label}: open the store again", f"{open_s * 1000:.0f} ms"))

@@ -31,6 +31,7 @@ class Candidate:
     start: int  # article offsets
     end: int
     text: str
+    vector: np.ndarray | None = None  # stored at index time; None: embedded when scored
     dense: float = 0.0
     lexical: float = 0.0
     score: float = 0.0
@@ -41,12 +42,13 @@ def candidates(passages: list[Passage]) -> list[Candidate]:
     seen: set[tuple[str, int]] = set()
     out: list[Candidate] = []
     for rank, p in enumerate(passages):
-        for start, end in p.sentences:
+        for i, (start, end) in enumerate(p.sentences):
             text = p.text[start - p.start : end - p.start]
             if (p.article_id, start) in seen or len(text) < MIN_SENTENCE_CHARS:
                 continue
             seen.add((p.article_id, start))
-            out.append(Candidate(rank, p, start, end, text))
+            vector = None if p.sentence_vectors is None else p.sentence_vectors[i]
+            out.append(Candidate(rank, p, start, end, text, vector))
     return out
 
 
@@ -57,10 +59,12 @@ def score_sentences(
     In a follow-up ("And inflation?") the words the user just typed (`focus`) are the ones to find."""
     if not cands:
         return
-    vectors = embedder.encode([c.text for c in cands])
+    missing = [c for c in cands if c.vector is None]  # an index from before sentence vectors were stored
+    for c, vec in zip(missing, embedder.encode([c.text for c in missing]), strict=True):
+        c.vector = vec
     q_stems = stems(focus) or stems(question)
-    for c, vec in zip(cands, vectors, strict=True):
-        c.dense = float(np.dot(vec, qvec))
+    for c in cands:
+        c.dense = float(np.dot(c.vector, qvec))
         c.lexical = len(q_stems & stems(c.text)) / len(q_stems) if q_stems else 0.0
         c.score = 0.6 * c.dense + 0.4 * c.lexical + 0.1 * max(c.passage.dense, 0.0) - 0.01 * c.passage_rank
 

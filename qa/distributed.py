@@ -49,9 +49,13 @@ class _Worker:
     def encode(self, texts: list[str]) -> np.ndarray:
         return self._embedder.encode(texts)
 
+    def encode_chunks(self, items: list[tuple[str, list[tuple[int, int]]]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self._embedder.encode_chunks([t for t, _ in items], [s for _, s in items])
+
 
 class RayEmbedder:
-    """Stands in for qa.embed.Embedder in the indexer (name, dim, batch_size, encode) and also chunks."""
+    """Stands in for qa.embed.Embedder in the indexer (name, dim, batch_size, encode, encode_chunks) and also
+    chunks."""
 
     def __init__(self, address: str, model: str, device: str, batch_size: int):
         ray = connect(address)
@@ -84,6 +88,14 @@ class RayEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.vstack(self._fan_out("encode", texts, len(self._actors)))
+
+    def encode_chunks(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        parts = self._fan_out("encode_chunks", list(zip(texts, spans, strict=True)), len(self._actors))
+        return np.vstack([v for v, _ in parts]), [s for _, per_chunk in parts for s in per_chunk]
 
 
 @lru_cache(maxsize=2)

@@ -21,7 +21,7 @@ from qa.embed import Embedder
 from qa.ingest import IngestError, discover, load_file
 from qa.schema import Article, Chunk, IndexReport, Rejection
 from qa.settings import Settings
-from qa.store import FaissStore, FileStamp
+from qa.store import FaissStore, FileStamp, Upsert
 
 log = logging.getLogger(__name__)
 
@@ -233,16 +233,21 @@ def _commit_batch(
 ) -> int:
     upserts = []
     texts: list[str] = []
+    spans: list[list[tuple[int, int]]] = []
     for item in batch:
         for article in item.upserts:
-            texts += [embed_text(article, c) for c in chunked[article.id]]
-    vectors = _encode_with_progress(embedder, texts, bar)
+            for chunk in chunked[article.id]:
+                text, sentence_spans = embed_text(article, chunk)
+                texts.append(text)
+                spans.append(sentence_spans)
+    vectors, sentence_vectors = _encode_with_progress(embedder, texts, spans, bar)
     offset = 0
     for item in batch:
         for article in item.upserts:
             chunks = chunked[article.id]
-            upserts.append((article, chunks, vectors[offset : offset + len(chunks)]))
-            offset += len(chunks)
+            end = offset + len(chunks)
+            upserts.append(Upsert(article, chunks, vectors[offset:end], sentence_vectors[offset:end]))
+            offset = end
     deletes = [aid for item in batch for aid in item.deletes]
     files: dict[str, FileStamp | None] = {item.path: item.stamp for item in batch if item.path}
     files |= {path: None for item in batch for path in item.forget_files}
@@ -251,18 +256,27 @@ def _commit_batch(
     return len(texts)
 
 
-def embed_text(article: Article, chunk: Chunk) -> str:
-    """What gets embedded: the headline gives each chunk the article's context."""
-    return f"{article.title}\n{chunk.text}" if article.title else chunk.text
+def embed_text(article: Article, chunk: Chunk) -> tuple[str, list[tuple[int, int]]]:
+    """What gets embedded (the headline gives each chunk the article's context), and where in it each of the
+    chunk's sentences is."""
+    prefix = f"{article.title}\n" if article.title else ""
+    shift = len(prefix) - chunk.start
+    return prefix + chunk.text, [(start + shift, end + shift) for start, end in chunk.sentences]
 
 
-def _encode_with_progress(embedder: Embedder, texts: list[str], bar: tqdm) -> np.ndarray:
-    """Encode in length order (little padding per batch, as one big encode call would) with steady progress."""
+def _encode_with_progress(
+    embedder: Embedder, texts: list[str], spans: list[list[tuple[int, int]]], bar: tqdm
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Encode in length order (little padding per batch, as one big encode call would) with steady progress:
+    chunk vectors, and per chunk its sentence vectors."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    sentence_vectors: list[np.ndarray] = [out[:0]] * len(texts)
     step = embedder.batch_size * 4
     for start in range(0, len(order), step):
         ids = order[start : start + step]
-        out[ids] = embedder.encode([texts[i] for i in ids])
+        out[ids], per_chunk = embedder.encode_chunks([texts[i] for i in ids], [spans[i] for i in ids])
+        for i, vectors in zip(ids, per_chunk, strict=True):
+            sentence_vectors[i] = vectors
         bar.update(len(ids))
-    return out
+    return out, sentence_vectors

@@ -81,6 +81,9 @@ class LangChainRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun | None = None
     ) -> list[Document]:
         return [
-            Document(page_content=p.text, metadata={k: v for k, v in vars(p).items() if k != "text"})
+            Document(
+                page_content=p.text,
+                metadata={k: v for k, v in vars(p).items() if k not in ("text", "sentence_vectors")},
+            )
             for p in self.hybrid.retrieve(query, self.k)
         ]

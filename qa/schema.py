@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Passage:
     score: float = 0.0  # fused rank score (higher is better)
     dense: float = 0.0  # cosine similarity to the question
     sparse_rank: int | None = None  # rank in the BM25 list, None if BM25 did not find it
+    # One unit vector per sentence (a numpy array, rows in `sentences` order), stored at index time; None: not stored
+    sentence_vectors: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass

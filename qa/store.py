@@ -2,7 +2,8 @@
 file per generation holds the dense index. Both change in one atomic step, and nothing is unpickled.
 
 Layout of the index folder:
-    qa.sqlite             articles, chunks (+ float32 vectors), fts, files, meta(generation, checksums)
+    qa.sqlite             articles, chunks (+ float32 vectors, float16 sentence vectors), fts, files,
+                          meta(generation, checksums)
     faiss-<gen>.index     faiss.serialize_index bytes for that generation, sha256 recorded in meta
     index.lock            held by the one writer
 
@@ -28,7 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import faiss
 import numpy as np
@@ -39,7 +40,7 @@ from qa.text import content_words
 if TYPE_CHECKING:
     from qa.settings import Settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chunks.sentence_vectors (a version-1 index gains the column when opened)
 DB_NAME = "qa.sqlite"
 LOCK_NAME = "index.lock"
 
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS articles (
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT UNIQUE NOT NULL,
     article_id TEXT NOT NULL REFERENCES articles(id), ordinal INTEGER, start INTEGER, end INTEGER,
-    text TEXT NOT NULL, sentences TEXT NOT NULL, vector BLOB NOT NULL);
+    text TEXT NOT NULL, sentences TEXT NOT NULL, vector BLOB NOT NULL, sentence_vectors BLOB);
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, articles TEXT);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, text, tokenize='porter unicode61');
@@ -72,6 +73,16 @@ class IndexCorrupt(StoreError):
 
 class IndexLocked(StoreError):
     pass
+
+
+class Upsert(NamedTuple):
+    """One article to (re)write: its chunks, their vectors, and per chunk one vector per sentence (or None: the
+    answer stage then embeds those sentences when it reads them)."""
+
+    article: Article
+    chunks: Sequence[Chunk]
+    vectors: np.ndarray
+    sentence_vectors: Sequence[np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ class VectorStore(Protocol):
     def file_stamps(self) -> dict[str, FileStamp]: ...
     def commit(
         self,
-        upserts: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]],
+        upserts: Sequence[Upsert],
         deletes: Sequence[str],
         files: dict[str, FileStamp | None],
         model: str,
@@ -164,13 +175,13 @@ class StoreView:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._conn.execute(
-            "SELECT c.id, c.chunk_id, c.article_id, c.start, c.end, c.text, c.sentences, c.vector, "
+            "SELECT c.id, c.chunk_id, c.article_id, c.start, c.end, c.text, c.sentences, c.vector, c.sentence_vectors, "
             "a.title, a.source, a.url, a.published FROM chunks c JOIN articles a ON a.id = c.article_id "
             f"WHERE c.id IN ({marks})",
             list(ids),
         ).fetchall()
         out = {}
-        for rid, cid, aid, start, end, text, sentences, vector, title, source, url, published in rows:
+        for rid, cid, aid, start, end, text, sentences, vector, sentence_vectors, title, source, url, published in rows:
             try:  # the rows are data read back from disk: a damaged one is an error, never code
                 passage = Passage(
                     chunk_id=cid,
@@ -187,6 +198,11 @@ class StoreView:
                 vec = np.frombuffer(vector, dtype=np.float32)
                 if self._index is not None and vec.size != self._index.d:
                     raise ValueError(f"a {vec.size}-d vector in a {self._index.d}-d index")
+                if sentence_vectors is not None:
+                    rows_ = np.frombuffer(sentence_vectors, dtype=np.float16)
+                    if rows_.size != len(passage.sentences) * vec.size:
+                        raise ValueError(f"{rows_.size} sentence vector values for {len(passage.sentences)} sentences")
+                    passage.sentence_vectors = rows_.reshape(len(passage.sentences), vec.size).astype(np.float32)
             except (ValueError, TypeError) as exc:
                 raise IndexCorrupt(
                     f"chunk {cid!r} of the index is damaged ({exc}); delete the index folder and re-index"
@@ -226,7 +242,9 @@ class FaissStore:
             conn = self._conn()
             conn.executescript(_SCHEMA)
             version = self._meta(conn).get("schema_version")
-            if version is None:
+            if version == "1":
+                _upgrade_from_1(conn)
+            elif version is None:
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(version) != SCHEMA_VERSION:
                 raise IndexCorrupt(
@@ -302,7 +320,7 @@ class FaissStore:
 
     def commit(
         self,
-        upserts: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]],
+        upserts: Sequence[Upsert],
         deletes: Sequence[str],
         files: dict[str, FileStamp | None],
         model: str,
@@ -313,14 +331,14 @@ class FaissStore:
         try:
             meta = self._meta(conn)
             generation = int(meta.get("generation", "0"))
-            dims = {v.shape[1] for _, _, v in upserts if len(v)}
+            dims = {u.vectors.shape[1] for u in upserts if len(u.vectors)}
             if len(dims) > 1 or (meta.get("dim") and dims and int(meta["dim"]) not in dims):
                 raise StoreError(
                     f"index at {self.path}/ holds {meta.get('dim')}-d vectors from {meta.get('embed_model')}; "
                     f"this run made {sorted(dims)}-d vectors with {model}: use the same model or a new --index"
                 )
             index = self._begin_vectors(conn, meta, generation)
-            stale = [a.id for a, _, _ in upserts] + list(deletes)
+            stale = [u.article.id for u in upserts] + list(deletes)
             removed_ids = self._delete_articles(conn, stale)
             new_ids, new_vectors = self._insert(conn, upserts)
             for path, stamp in files.items():
@@ -393,23 +411,24 @@ class FaissStore:
             conn.execute("DELETE FROM articles WHERE id = ?", (aid,))
         return removed
 
-    def _insert(
-        self, conn: sqlite3.Connection, upserts: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]]
-    ) -> tuple[list[int], list[np.ndarray]]:
+    def _insert(self, conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[int], list[np.ndarray]]:
         ids: list[int] = []
         vectors: list[np.ndarray] = []
         now = time.time()
-        for article, chunks, vecs in upserts:
-            a = article
+        for upsert in upserts:
+            a, chunks, vecs = upsert.article, upsert.chunks, upsert.vectors
+            per_sentence = upsert.sentence_vectors or [None] * len(chunks)
             conn.execute(
                 "INSERT INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (a.id, a.title, a.text, a.source, a.url, a.published, a.content_hash, a.origin, now),
             )
-            for chunk, vec in zip(chunks, vecs, strict=True):
+            for chunk, vec, sentence_vecs in zip(chunks, vecs, per_sentence, strict=True):
                 vec = np.ascontiguousarray(vec, dtype=np.float32)
+                if sentence_vecs is not None and np.shape(sentence_vecs) != (len(chunk.sentences), vec.size):
+                    raise StoreError(f"chunk {chunk.chunk_id}: sentence vectors of shape {np.shape(sentence_vecs)}")
                 cur = conn.execute(
-                    "INSERT INTO chunks (chunk_id, article_id, ordinal, start, end, text, sentences, vector) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO chunks (chunk_id, article_id, ordinal, start, end, text, sentences, vector, "
+                    "sentence_vectors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         chunk.chunk_id,
                         a.id,
@@ -419,6 +438,7 @@ class FaissStore:
                         chunk.text,
                         json.dumps(chunk.sentences),
                         vec.tobytes(),
+                        None if sentence_vecs is None else np.asarray(sentence_vecs, dtype=np.float16).tobytes(),
                     ),
                 )
                 conn.execute(
@@ -581,6 +601,20 @@ def open_store(settings: Settings, create: bool = False) -> FaissStore:
 
         return MilvusStore(settings.index_dir, settings.vector_uri, create=create)
     return FaissStore(settings.index_dir, create=create)
+
+
+def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+    """Schema 1 had no sentence vectors: add the empty column (its answers embed sentences as before; a
+    re-index of an article fills them in)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "sentence_vectors" not in {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}:
+            conn.execute("ALTER TABLE chunks ADD COLUMN sentence_vectors BLOB")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:

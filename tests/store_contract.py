@@ -12,7 +12,7 @@ import pytest
 
 from qa.chunk import chunk_article
 from qa.ingest import make_article
-from qa.store import Filters
+from qa.store import Filters, Upsert
 
 DIM = 16
 
@@ -40,7 +40,12 @@ def article(aid: str, text: str, source: str = "wire", published: str = ""):
 def upsert(store, aid: str, text: str, axis: int, **kw) -> int:
     a, chunks = article(aid, text, **kw)
     vectors = np.vstack([unit(axis)] * len(chunks))
-    return store.commit([(a, chunks, vectors)], [], {}, "test-model")
+    return store.commit([Upsert(a, chunks, vectors, sentence_vectors(chunks))], [], {}, "test-model")
+
+
+def sentence_vectors(chunks) -> list[np.ndarray]:
+    """Sentence i of every chunk gets unit(i): the round trip shows which vector belongs to which sentence."""
+    return [np.vstack([unit(i) for i in range(len(c.sentences))]) for c in chunks]
 
 
 def dense_ids(store, axis: int, k: int = 10, filters: Filters = Filters()) -> list[str]:
@@ -77,11 +82,24 @@ class StoreContract:
         for aid, cos in (("far", 0.2), ("near", 0.9), ("mid", 0.6)):
             a, chunks = article(aid, f"Text about {aid}.")
             vector = unit(0) * cos + unit(1) * np.sqrt(1 - cos**2)
-            store.commit([(a, chunks, np.vstack([vector] * len(chunks)))], [], {}, "test-model")
+            store.commit([Upsert(a, chunks, np.vstack([vector] * len(chunks)))], [], {}, "test-model")
         assert dense_ids(store, 0) == ["near", "mid", "far"]
         with store.read() as view:
             assert [round(score, 4) for _, score in view.dense(unit(0), 3)] == [0.9, 0.6, 0.2]
             assert len(view.dense(unit(0), 2)) == 2
+
+    def test_sentence_vectors_come_back_with_their_passage_in_sentence_order(self, store):
+        upsert(store, "a", "The harbour bridge opened. Traffic was light. Tolls start in May.", axis=0)
+        a, chunks = article("b", "No sentence vectors were stored for this one.")
+        store.commit([Upsert(a, chunks, np.vstack([unit(1)] * len(chunks)))], [], {}, "test-model")
+        with store.read() as view:
+            by_article = {
+                p.article_id: p for p, _ in view.passages([rid for rid, _ in view.dense(unit(0), 5)]).values()
+            }
+        stored = by_article["a"].sentence_vectors
+        assert len(by_article["a"].sentences) == 3
+        np.testing.assert_allclose(stored, np.vstack([unit(0), unit(1), unit(2)]), atol=1e-3)
+        assert by_article["b"].sentence_vectors is None
 
     def test_update_replaces_the_old_chunks(self, store):
         upsert(store, "a", "Original text about ferries.", axis=0)

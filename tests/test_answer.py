@@ -78,3 +78,25 @@ def test_module_level_ask_reuses_one_loaded_assistant(seeded: qa.Assistant):
 
     assert len([a for a in _default.values() if a.settings.index_dir == index_dir]) == 1
     assert "one-sided" in first.text
+
+
+class _NoSentenceEmbedding:
+    """A stand-in embedder for the scoring step only (our own logic): encoding anything fails the test."""
+
+    def encode(self, texts):
+        if texts:
+            raise AssertionError(f"embedded {len(texts)} sentences at question time")
+        return []
+
+
+def test_answers_read_sentence_vectors_stored_at_index_time_instead_of_embedding_per_question(seeded: qa.Assistant):
+    from qa.answer import rank_sentences
+    from qa.retrieve import HybridRetriever
+    from qa.store import Filters
+
+    question = "Why did Russia decline?"
+    qvec = seeded.embedder.encode_query(question)
+    pool = HybridRetriever(seeded.store(), seeded.embedder, seeded.settings).retrieve(question, 10, Filters())
+    assert pool and all(p.sentence_vectors is not None and len(p.sentence_vectors) == len(p.sentences) for p in pool)
+    ranked = rank_sentences(question, qvec, pool, _NoSentenceEmbedding())
+    assert "one-sided" in ranked[0].text

@@ -134,3 +134,24 @@ def test_the_index_folder_holds_no_pickles(tmp_path: Path):
     names = sorted(p.name for p in (tmp_path / "store").iterdir())
     assert [n for n in names if n.endswith((".pkl", ".pickle"))] == []
     assert (DATA / "articles").exists()
+
+
+def test_an_index_from_schema_1_opens_keeps_its_articles_and_still_answers(tmp_path: Path):
+    import sqlite3
+
+    import qa
+    from qa.settings import Settings
+
+    settings = Settings(index_dir=tmp_path / "index", backend="extractive")
+    qa.Assistant(settings).index([SEEDS])
+    with sqlite3.connect(settings.index_dir / "qa.sqlite") as conn:  # what a schema-1 index looked like
+        conn.execute("ALTER TABLE chunks DROP COLUMN sentence_vectors")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    assistant = qa.Assistant(settings)
+    answer = assistant.ask("Why did Russia decline?")  # sentences without stored vectors are embedded instead
+    assert not answer.abstained and "one-sided" in answer.citations[0].quote
+    assert all(p.sentence_vectors is None for p in answer.passages)
+    store = assistant.store()
+    assert store.check() == [] and store.stats()["articles"] == 1
+    with sqlite3.connect(settings.index_dir / "qa.sqlite") as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
