@@ -145,6 +145,7 @@ def _load_entries(parsed, out: Loaded, limits: Limits, known: dict, seen: dict) 
                     timeout_s=limits.timeout_s,
                     max_bytes=limits.max_bytes,
                     max_redirects=limits.max_redirects,
+                    origin=out.url,
                 )
                 if not page.ok:
                     raise IngestError(f"only a summary in the feed, and its page failed: {page.error}")

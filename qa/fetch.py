@@ -4,12 +4,20 @@ Each network step (connect, each read) waits at most `timeout_s`, and the whole 
 of `timeout_s` too (a server that trickles bytes is cut off); the body is streamed and dropped at `max_bytes`
 (counted after decompression); redirects are followed up to `max_redirects`; a content type the caller does
 not accept is refused from the headers, before the body is read.
+
+A feed on the internet must not make us read this machine or its network: every request (each redirect too)
+goes to a public address, or to the same kind of address as the one the user gave (`origin`: loopback for a
+feed on 127.0.0.1, private for an intranet page). So a link or redirect to 127.0.0.1, 10.x or the cloud
+metadata address 169.254.169.254 in a public feed is refused, not fetched and indexed for anyone to ask about.
+(A host name checked here could resolve differently a moment later when httpx connects: not a defence against
+DNS rebinding.)
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -64,13 +72,48 @@ def is_url(text: str) -> bool:
 
 
 def _loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
+    return address_kind(urlsplit(url).hostname or "")[0] == "loopback"
+
+
+class _Refused(Exception):
+    pass
+
+
+def address_kind(host: str) -> tuple[str, str]:
+    """("public" | "loopback" | "link-local" | "private", the address that decided it) for a host name or address;
+    a name that does not resolve counts as public (connecting to it fails anyway)."""
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return "loopback", host
     try:
-        return ipaddress.ip_address(host).is_loopback
+        addresses = [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
-        return False
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            return "public", ""
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for ip in addresses:
+        ip = getattr(ip, "ipv4_mapped", None) or ip
+        if ip.is_loopback or ip.is_unspecified:  # 0.0.0.0 connects to this machine
+            return "loopback", str(ip)
+        if ip.is_link_local or not ip.is_global:
+            return ("link-local" if ip.is_link_local else "private"), str(ip)
+    return "public", str(addresses[0]) if addresses else ""
+
+
+def _guard(origin: str):
+    """An httpx request hook: refuse a request to a non-public address of another kind than the origin's."""
+    allowed = address_kind(urlsplit(origin).hostname or "")[0]
+
+    def check(request: httpx.Request) -> None:
+        kind, address = address_kind(request.url.host)
+        if kind not in ("public", allowed):
+            raise _Refused(
+                f"refused: {request.url.host} is a {kind} address ({address}), and {origin} is not; "
+                "fetch it directly if it is meant to be read"
+            )
+
+    return check
 
 
 def fetch(
@@ -80,12 +123,17 @@ def fetch(
     timeout_s: float = TIMEOUT_S,
     max_bytes: int = MAX_BYTES,
     max_redirects: int = MAX_REDIRECTS,
+    origin: str = "",
 ) -> Fetched:
-    """GET `url` within the limits; `accept` lists the content types wanted (None: any)."""
+    """GET `url` within the limits; `accept` lists the content types wanted (None: any). `origin` is the address
+    the user gave when `url` came from it (a feed's entry link): it decides which non-public addresses are allowed
+    (module docstring)."""
     started = time.monotonic()
     result = Fetched(url=url)
     try:
-        result.error = _get(url, result, accept, timeout_s, max_bytes, max_redirects, started)
+        result.error = _get(url, result, accept, timeout_s, max_bytes, max_redirects, started, origin or url)
+    except _Refused as exc:
+        result.error = str(exc)
     except httpx.TooManyRedirects:
         result.error = f"too many redirects (more than {max_redirects})"
     except httpx.TimeoutException:
@@ -112,6 +160,7 @@ def _get(
     max_bytes: int,
     max_redirects: int,
     started: float,
+    origin: str,
 ) -> str:
     if not is_url(url):
         return "not an http(s) address"
@@ -122,6 +171,7 @@ def _get(
         timeout=httpx.Timeout(timeout_s),
         headers={"User-Agent": USER_AGENT, "Accept": _accept_header(accept)},
         trust_env=not _loopback(url),  # no proxy between us and this machine
+        event_hooks={"request": [_guard(origin)]},
     )
     with client, client.stream("GET", url) as response:
         result.final_url = str(response.url)

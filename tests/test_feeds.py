@@ -131,6 +131,10 @@ class Site:
             h.send_response(302)
             h.send_header("Location", "/loop")
             h.end_headers()
+        elif h.path.startswith("/redirect-to/"):  # sends the client on to the address after the prefix
+            h.send_response(302)
+            h.send_header("Location", h.path.removeprefix("/redirect-to/"))
+            h.end_headers()
         elif h.path in self.pages:
             self.send(h, *self.pages[h.path])
         else:
@@ -354,6 +358,33 @@ def test_bad_responses_are_cut_off_with_a_reason(site: Site):
         "only a summary in the feed, and its page failed: timed out (no answer within 1s)",
         "only a summary in the feed, and its page failed: not an HTML page or a feed (content type image/png)",
     ]
+
+
+def test_a_feed_cannot_make_us_read_addresses_of_another_kind_than_its_own(site: Site):
+    # A feed on this machine may link to pages on this machine, but not into the private network or to the cloud
+    # metadata address, not even through a redirect: those entries are refused before any connection is made.
+    site.pages["/ferry.html"] = (200, "text/html", FERRY)
+    site.pages["/feed"] = (
+        200,
+        "application/rss+xml",
+        rss(
+            rss_item("Ferry", site.url("/ferry.html"), "Mon, 02 Sep 2024 08:00:00 GMT", "Ferry."),
+            rss_item("Metadata", "http://169.254.169.254/latest/meta-data/", "Mon, 02 Sep 2024 08:00:00 GMT", "M."),
+            rss_item("Bounce", site.url("/redirect-to/http://10.1.2.3/admin"), "Mon, 02 Sep 2024 08:00:00 GMT", "B."),
+        ),
+    )
+    loaded = load_url(site.url("/feed"), Limits(timeout_s=2))
+    assert [a.title for a in loaded.articles] == ["Ferry"]
+    reasons = [r.reason for r in loaded.rejected]
+    assert len(reasons) == 2
+    assert "refused: 169.254.169.254 is a link-local address" in reasons[0]
+    assert "refused: 10.1.2.3 is a private address" in reasons[1] and site.hits["/redirect-to/http://10.1.2.3/admin"]
+
+    # A feed from a public address cannot reach this machine; the same page asked for directly is read.
+    hits = site.hits["/ferry.html"]
+    got = fetch(site.url("/ferry.html"), origin="http://93.184.216.34/feed.xml")
+    assert got.error.startswith("refused: 127.0.0.1 is a loopback address") and site.hits["/ferry.html"] == hits
+    assert fetch(site.url("/ferry.html")).ok
 
 
 class socketless_port:
