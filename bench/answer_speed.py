@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qa  # noqa: E402
+from qa.generate import warm_up  # noqa: E402
 from qa.llm import chat_model  # noqa: E402
 
 QUESTIONS = [
@@ -35,7 +36,7 @@ def main() -> None:
         t0 = time.perf_counter()
         llm = chat_model(assistant.settings, "llamacpp").client  # the llama_cpp.Llama inside ChatLlamaCpp
         load_s = time.perf_counter() - t0
-        assistant.ask("What is this about?")  # warm-up: loads the prompt prefix into llama.cpp's KV cache
+        warm_up(chat_model(assistant.settings, "llamacpp"))  # as `qa serve` does at start: system prompt cached
         rows = []
         for q in questions:
             t0 = time.perf_counter()

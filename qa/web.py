@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from qa.api import Assistant
+from qa.generate import warm_up
 from qa.ingest import SUPPORTED
 from qa.llm import chat_model
 from qa.schema import Answer, Citation, Passage
@@ -366,7 +367,9 @@ def serve(
     _ = assistant.embedder  # load the models before the first question, not during it
     if settings.backend != "extractive":
         try:
-            chat_model(settings, settings.backend)
+            model = chat_model(settings, settings.backend)
+            if settings.backend == "llamacpp":  # a local model: evaluate the system prompt now, once
+                warm_up(model)
         except Exception as exc:  # the chat shows the error on each question; the app keeps serving
             log.warning("answer backend %s is not available: %s", settings.backend, exc)
     app = create_app(assistant)

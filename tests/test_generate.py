@@ -82,6 +82,21 @@ def test_llamacpp_streams_then_returns_a_checked_answer(smol: qa.Assistant):
     assert_citations_are_real(answer, smol)
 
 
+def test_warm_up_leaves_the_system_prompt_in_llama_cpps_cache_and_answers_stay_whole(smol: qa.Assistant):
+    from qa.answer import prompt
+    from qa.generate import warm_up
+    from qa.llm import chat_model
+
+    model = chat_model(smol.settings, "llamacpp")
+    llama = model.client
+    llama.reset()
+    warm_up(model)
+    system = llama.tokenize(prompt("answer_system.txt").encode(), add_bos=False)
+    assert llama.n_tokens > len(system)  # what the next prompt starts with is evaluated already
+    answer = smol.ask(SEED_Q)  # the one-token limit of the warm-up did not stick to the model
+    assert not answer.abstained and len(llama.tokenize(answer.generated_text.encode(), add_bos=False)) > 5
+
+
 @pytest.mark.parametrize("backend", ["extractive", "llamacpp", "openai"])
 def test_every_backend_declines_what_the_articles_do_not_say(seeded, openai_server, backend):
     assistant = _assistant(seeded, backend=backend, gguf_path=smollm2_path(), openai_base_url=openai_server)
