@@ -46,7 +46,7 @@ def pct(values: list[float], q: float) -> float:
 
 def bench_real_indexing(work: Path) -> list[tuple[str, str]]:
     rows = []
-    assistant = qa.Assistant(Settings(index_dir=work / "real"))
+    assistant = qa.Assistant(Settings(index_dir=work / "real", backend="extractive"))
     assistant.embedder.encode(["warm up"])  # load the model outside the timings
     report, seconds = timed(assistant.index, [CORPUS])
     chunks = report.chunks_embedded
@@ -95,7 +95,7 @@ def bench_scale(work: Path, sizes: list[int], questions: list[str], pool: list[s
     for n in sizes:
         path = work / f"synthetic-{n}"
         _, build_s = timed(synthetic_store, path, n, 384, pool)
-        assistant = qa.Assistant(Settings(index_dir=path))
+        assistant = qa.Assistant(Settings(index_dir=path, backend="extractive"))  # the answer stage, no LLM
         chunks = assistant.stats()["chunks"]
         retrieval, answers = [], []
         from qa.retrieve import HybridRetriever
