@@ -72,46 +72,64 @@ def is_url(text: str) -> bool:
 
 
 def _loopback(url: str) -> bool:
-    return address_kind(urlsplit(url).hostname or "")[0] == "loopback"
+    return set(address_kinds(_host(url))) == {"loopback"}
+
+
+def _host(url: str | httpx.URL) -> str:
+    """The host as httpx will connect to it: IDNA-2008 ASCII (a Unicode name can encode differently in
+    Python's older idna codec, i.e. name another host than the one connected to)."""
+    try:
+        return httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        return urlsplit(str(url)).hostname or ""
 
 
 class _Refused(Exception):
     pass
 
 
-def address_kind(host: str) -> tuple[str, str]:
-    """("public" | "loopback" | "link-local" | "private", the address that decided it) for a host name or address;
-    a name that does not resolve counts as public (connecting to it fails anyway)."""
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
-        return "loopback", host
+def address_kinds(host: str) -> dict[str, str]:
+    """{kind: an address of that kind} over every address `host` is or resolves to. Kinds: "public",
+    "loopback", "link-local", "private", or "unresolved" (nothing to connect to)."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
+        return {"loopback": name}
     try:
-        addresses = [ipaddress.ip_address(host.strip("[]"))]
+        addresses = [ipaddress.ip_address(name)]
     except ValueError:
         try:
-            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
         except (OSError, UnicodeError):
-            return "public", ""
+            return {"unresolved": ""}
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    kinds: dict[str, str] = {}
     for ip in addresses:
         ip = getattr(ip, "ipv4_mapped", None) or ip
         if ip.is_loopback or ip.is_unspecified:  # 0.0.0.0 connects to this machine
-            return "loopback", str(ip)
-        if ip.is_link_local or not ip.is_global:
-            return ("link-local" if ip.is_link_local else "private"), str(ip)
-    return "public", str(addresses[0]) if addresses else ""
+            kind = "loopback"
+        elif ip.is_link_local:
+            kind = "link-local"
+        else:
+            kind = "public" if ip.is_global else "private"
+        kinds.setdefault(kind, str(ip))
+    return kinds
 
 
 def _guard(origin: str):
-    """An httpx request hook: refuse a request to a non-public address of another kind than the origin's."""
-    allowed = address_kind(urlsplit(origin).hostname or "")[0]
+    """An httpx request hook: refuse a request to a host any of whose addresses is non-public and of another
+    kind than the origin's."""
+    allowed = {"public", *address_kinds(_host(origin))}
 
     def check(request: httpx.Request) -> None:
-        kind, address = address_kind(request.url.host)
-        if kind not in ("public", allowed):
-            raise _Refused(
-                f"refused: {request.url.host} is a {kind} address ({address}), and {origin} is not; "
-                "fetch it directly if it is meant to be read"
-            )
+        host = _host(request.url)
+        for kind, address in address_kinds(host).items():
+            if kind == "unresolved" and kind not in allowed:
+                raise _Refused(f"cannot connect: {host} does not resolve")
+            if kind not in allowed:
+                raise _Refused(
+                    f"refused: {host} is a {kind} address ({address}), and {origin} is not; "
+                    "fetch it directly if it is meant to be read"
+                )
 
     return check
 

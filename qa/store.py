@@ -252,7 +252,7 @@ class FaissStore:
                     "re-index into a new folder"
                 )
         except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):  # busy is not damaged
+            if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):  # not damaged
                 raise IndexLocked(f"index at {self.path}/ stayed locked by another process ({exc})") from None
             raise IndexCorrupt(f"index at {self.path}/ is damaged ({exc}); delete the folder and re-index") from None
 
@@ -417,15 +417,18 @@ class FaissStore:
         now = time.time()
         for upsert in upserts:
             a, chunks, vecs = upsert.article, upsert.chunks, upsert.vectors
-            per_sentence = upsert.sentence_vectors or [None] * len(chunks)
+            per_sentence = [None] * len(chunks) if upsert.sentence_vectors is None else upsert.sentence_vectors
             conn.execute(
                 "INSERT INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (a.id, a.title, a.text, a.source, a.url, a.published, a.content_hash, a.origin, now),
             )
             for chunk, vec, sentence_vecs in zip(chunks, vecs, per_sentence, strict=True):
                 vec = np.ascontiguousarray(vec, dtype=np.float32)
-                if sentence_vecs is not None and np.shape(sentence_vecs) != (len(chunk.sentences), vec.size):
-                    raise StoreError(f"chunk {chunk.chunk_id}: sentence vectors of shape {np.shape(sentence_vecs)}")
+                if sentence_vecs is not None and (
+                    np.shape(sentence_vecs) != (len(chunk.sentences), vec.size)
+                    or not np.all(np.abs(sentence_vecs) <= 1.0001)  # unit vectors (also: no NaN), fit in float16
+                ):
+                    raise StoreError(f"chunk {chunk.chunk_id}: sentence vectors are not one unit vector a sentence")
                 cur = conn.execute(
                     "INSERT INTO chunks (chunk_id, article_id, ordinal, start, end, text, sentences, vector, "
                     "sentence_vectors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -604,16 +607,20 @@ def open_store(settings: Settings, create: bool = False) -> FaissStore:
 
 
 def _upgrade_from_1(conn: sqlite3.Connection) -> None:
-    """Schema 1 had no sentence vectors: add the empty column (its answers embed sentences as before; a
-    re-index of an article fills them in)."""
+    """Schema 1 had no sentence vectors: add the empty column (until then answers embed those sentences per
+    question), and mark every file and article as changed, so the next `qa index` embeds them again with
+    sentence vectors (feeds too: their entries no longer match the stored hash)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if "sentence_vectors" not in {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}:
             conn.execute("ALTER TABLE chunks ADD COLUMN sentence_vectors BLOB")
+            conn.execute("UPDATE files SET size = -1")
+            conn.execute("UPDATE articles SET content_hash = ''")
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -626,7 +633,7 @@ def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() > deadline:
+            if not getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY") or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
 

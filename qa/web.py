@@ -368,10 +368,14 @@ def serve(
     if settings.backend != "extractive":
         try:
             model = chat_model(settings, settings.backend)
-            if settings.backend == "llamacpp":  # a local model: evaluate the system prompt now, once
-                warm_up(model)
         except Exception as exc:  # the chat shows the error on each question; the app keeps serving
             log.warning("answer backend %s is not available: %s", settings.backend, exc)
+        else:
+            if settings.backend == "llamacpp":  # a local model: evaluate the system prompt now, once
+                try:
+                    warm_up(model)
+                except Exception as exc:  # only the first answer is slower
+                    log.warning("could not pre-evaluate the system prompt: %s", exc)
     app = create_app(assistant)
     app.launch(
         server_name=host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import qa
@@ -98,5 +99,8 @@ def test_answers_read_sentence_vectors_stored_at_index_time_instead_of_embedding
     qvec = seeded.embedder.encode_query(question)
     pool = HybridRetriever(seeded.store(), seeded.embedder, seeded.settings).retrieve(question, 10, Filters())
     assert pool and all(p.sentence_vectors is not None and len(p.sentence_vectors) == len(p.sentences) for p in pool)
+    for p in pool:  # row i is sentence i of the passage (spans shifted past the headline that was embedded with it)
+        texts = [p.text[start - p.start : end - p.start] for start, end in p.sentences]
+        np.testing.assert_allclose(p.sentence_vectors, seeded.embedder.encode(texts), atol=3e-3)
     ranked = rank_sentences(question, qvec, pool, _NoSentenceEmbedding())
     assert "one-sided" in ranked[0].text

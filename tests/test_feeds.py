@@ -387,6 +387,33 @@ def test_a_feed_cannot_make_us_read_addresses_of_another_kind_than_its_own(site:
     assert fetch(site.url("/ferry.html")).ok
 
 
+def test_the_guard_checks_every_address_of_the_host_httpx_connects_to(monkeypatch: pytest.MonkeyPatch):
+    # No DNS here, so name resolution is faked (the test is about our check, not about DNS). Python's idna codec
+    # reads "xn--fa-hia.de" as "faß.de" and would look up "fass.de": the guard must check the name connected to.
+    import socket
+
+    answers = {
+        "xn--fa-hia.de": ["127.0.0.1"],
+        "fass.de": ["93.184.216.35"],
+        "mixed.example": ["93.184.216.36", "10.0.0.1"],
+    }
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in answers:
+            raise socket.gaierror(f"unknown host {host}")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 0)) for ip in answers[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    public_feed = "http://93.184.216.34/feed.xml"
+    for url, reason in (
+        ("http://xn--fa-hia.de/latest", "refused: xn--fa-hia.de is a loopback address (127.0.0.1)"),
+        ("http://faß.de/latest", "refused: xn--fa-hia.de is a loopback address (127.0.0.1)"),
+        ("http://mixed.example/", "refused: mixed.example is a private address (10.0.0.1)"),
+        ("http://nowhere.example/", "cannot connect: nowhere.example does not resolve"),
+    ):
+        assert fetch(url, origin=public_feed, timeout_s=1).error.startswith(reason), url
+
+
 class socketless_port:
     """A loopback port with nothing listening on it."""
 

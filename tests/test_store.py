@@ -155,3 +155,8 @@ def test_an_index_from_schema_1_opens_keeps_its_articles_and_still_answers(tmp_p
     assert store.check() == [] and store.stats()["articles"] == 1
     with sqlite3.connect(settings.index_dir / "qa.sqlite") as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    # The next index run embeds the unchanged articles again, now with their sentence vectors.
+    report = assistant.index([SEEDS])
+    assert report.updated and report.chunks_embedded > 0
+    answer = assistant.ask("Why did Russia decline?")
+    assert "one-sided" in answer.citations[0].quote and all(p.sentence_vectors is not None for p in answer.passages)
