@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import warnings
@@ -28,6 +29,18 @@ def chat_model(settings: Settings, backend: str) -> BaseChatModel:
         if key not in _cache:
             _cache[key] = _build(settings, backend)
         return _cache[key]
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free llama.cpp models while the interpreter is whole: left to Llama.__del__ at exit, they print
+    "Exception ignored in Llama.__del__ ... 'NoneType' object is not callable"."""
+    with _lock:
+        for model in _cache.values():
+            client = getattr(model, "client", None)
+            if type(client).__name__ == "Llama":  # ChatLlamaCpp's llama_cpp.Llama
+                client.close()
+        _cache.clear()
 
 
 def _build(s: Settings, backend: str) -> BaseChatModel:
