@@ -12,8 +12,9 @@ A write builds faiss-<gen+1>.index (temp file, fsync, rename), then commits the 
 time. Readers run each query in one SQLite read transaction and use the FAISS file of the generation that
 transaction sees, so an answer never mixes two versions of the index.
 
-Other vector backends keep all of the SQLite part and replace only the FAISS files: `open_store()` picks one
-from settings.vector_uri (qa/milvus_store.py: Milvus Lite or a Milvus server).
+Other vector backends keep all of the SQLite part (its schema, connections and records: qa/store_sql.py) and
+replace only the FAISS files: `open_store()` picks one from settings.vector_uri (qa/milvus_store.py: Milvus Lite
+or a Milvus server).
 """
 
 from __future__ import annotations
@@ -27,104 +28,51 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
-from qa.schema import Article, Chunk, Passage
-from qa.text import content_words
+from qa.schema import Passage
+from qa.store_sql import (
+    DB_NAME,
+    LOCK_NAME,
+    SCHEMA_VERSION,
+    FileStamp,
+    Filters,
+    IndexCorrupt,
+    IndexLocked,
+    IndexMissing,
+    StoreError,
+    Upsert,
+    VectorStore,
+    connect,
+    filter_sql,
+    fts_query,
+    opening,
+    prepare,
+    read_meta,
+)
 
 if TYPE_CHECKING:
     from qa.settings import Settings
 
-SCHEMA_VERSION = 2  # 2: chunks.sentence_vectors (a version-1 index gains the column when opened)
-DB_NAME = "qa.sqlite"
-LOCK_NAME = "index.lock"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS articles (
-    id TEXT PRIMARY KEY, title TEXT, text TEXT, source TEXT, url TEXT, published TEXT,
-    content_hash TEXT NOT NULL, origin TEXT, indexed_at REAL);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT UNIQUE NOT NULL,
-    article_id TEXT NOT NULL REFERENCES articles(id), ordinal INTEGER, start INTEGER, end INTEGER,
-    text TEXT NOT NULL, sentences TEXT NOT NULL, vector BLOB NOT NULL, sentence_vectors BLOB);
-CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
-CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, articles TEXT);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, text, tokenize='porter unicode61');
-"""
-
-
-class StoreError(RuntimeError):
-    """A problem with the index folder; the message says what to do."""
-
-
-class IndexMissing(StoreError):
-    pass
-
-
-class IndexCorrupt(StoreError):
-    pass
-
-
-class IndexLocked(StoreError):
-    pass
-
-
-class Upsert(NamedTuple):
-    """One article to (re)write: its chunks, their vectors, and per chunk one vector per sentence (or None: the
-    answer stage then embeds those sentences when it reads them)."""
-
-    article: Article
-    chunks: Sequence[Chunk]
-    vectors: np.ndarray
-    sentence_vectors: Sequence[np.ndarray] | None = None
-
-
-@dataclass(frozen=True)
-class FileStamp:
-    """What a file looked like when indexed: unchanged size and mtime mean no need to read it again."""
-
-    size: int
-    mtime_ns: int
-    article_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Optional retrieval filters: `source` matches source or url (substring), dates are ISO bounds."""
-
-    source: str = ""
-    since: str = ""
-    until: str = ""
-
-    def __bool__(self) -> bool:
-        return bool(self.source or self.since or self.until)
-
-
-class VectorStore(Protocol):
-    """What the indexer and the retriever need of a store; every backend must pass tests/store_contract.py."""
-
-    def article_hashes(self) -> dict[str, tuple[str, str]]: ...
-    def file_stamps(self) -> dict[str, FileStamp]: ...
-    def commit(
-        self,
-        upserts: Sequence[Upsert],
-        deletes: Sequence[str],
-        files: dict[str, FileStamp | None],
-        model: str,
-    ) -> int: ...
-    def read(self) -> contextlib.AbstractContextManager[StoreView]: ...
-    def stats(self) -> dict: ...
-
-
-def fts_query(text: str) -> str:
-    """A safe FTS5 OR-query of the content words (user text never reaches FTS5 syntax unquoted)."""
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(content_words(text)))
+__all__ = [  # the store's errors and records live in qa/store_sql.py and are used from here too
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "FaissStore",
+    "FileStamp",
+    "Filters",
+    "IndexCorrupt",
+    "IndexLocked",
+    "IndexMissing",
+    "StoreError",
+    "StoreView",
+    "Upsert",
+    "VectorStore",
+    "open_store",
+]
 
 
 class StoreView:
@@ -136,7 +84,7 @@ class StoreView:
         self.generation = generation
 
     def _allowed_ids(self, filters: Filters) -> np.ndarray:
-        where, args = _filter_sql(filters)
+        where, args = filter_sql(filters)
         rows = self._conn.execute(
             f"SELECT c.id FROM chunks c JOIN articles a ON a.id = c.article_id WHERE {where}", args
         ).fetchall()
@@ -162,7 +110,7 @@ class StoreView:
         query = fts_query(text)
         if not query:
             return []
-        where, args = _filter_sql(filters)
+        where, args = filter_sql(filters)
         rows = self._conn.execute(
             "SELECT f.rowid, bm25(fts) AS s FROM fts f JOIN chunks c ON c.id = f.rowid "
             f"JOIN articles a ON a.id = c.article_id WHERE fts MATCH ? AND {where} ORDER BY s LIMIT ?",
@@ -211,20 +159,6 @@ class StoreView:
         return out
 
 
-def _filter_sql(filters: Filters) -> tuple[str, list]:
-    clauses, args = ["1"], []
-    if filters.source:
-        clauses.append("(a.source LIKE ? OR a.url LIKE ?)")
-        args += [f"%{filters.source}%"] * 2
-    if filters.since:
-        clauses.append("a.published >= ?")
-        args.append(filters.since)
-    if filters.until:
-        clauses.append("a.published != '' AND a.published <= ?")
-        args.append(filters.until)
-    return " AND ".join(clauses), args
-
-
 class FaissStore:
     """The embedded default store (see module docstring for the on-disk protocol)."""
 
@@ -238,44 +172,17 @@ class FaissStore:
         self._local = threading.local()
         self._load_lock = threading.Lock()
         self._loaded: tuple[int, faiss.Index | None] = (-1, None)
-        try:
-            conn = self._conn()
-            conn.executescript(_SCHEMA)
-            version = self._meta(conn).get("schema_version")
-            if version == "1":
-                _upgrade_from_1(conn)
-            elif version is None:
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(version) != SCHEMA_VERSION:
-                raise IndexCorrupt(
-                    f"index at {self.path}/ has schema {version}, this version reads {SCHEMA_VERSION}: "
-                    "re-index into a new folder"
-                )
-        except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):  # not damaged
-                raise IndexLocked(f"index at {self.path}/ stayed locked by another process ({exc})") from None
-            raise IndexCorrupt(f"index at {self.path}/ is damaged ({exc}); delete the folder and re-index") from None
+        with opening(self.path):
+            prepare(self._conn(), self.path)
 
     # -- connections -------------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=60, check_same_thread=False)
-            _set_wal(conn, timeout=60)
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
+            conn = self._local.conn = connect(self.db_path)
         return conn
 
-    @staticmethod
-    def _meta(conn: sqlite3.Connection) -> dict[str, str]:
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        for key in ("schema_version", "generation", "dim"):
-            if not str(meta.get(key) or "0").isdigit():
-                raise IndexCorrupt(
-                    f"the index records {key} = {meta[key]!r}, not a number (changed or damaged); "
-                    "delete the index folder and re-index"
-                )
-        return meta
+    _meta = staticmethod(read_meta)
 
     @contextlib.contextmanager
     def _damage_check(self) -> Iterator[None]:
@@ -604,38 +511,6 @@ def open_store(settings: Settings, create: bool = False) -> FaissStore:
 
         return MilvusStore(settings.index_dir, settings.vector_uri, create=create)
     return FaissStore(settings.index_dir, create=create)
-
-
-def _upgrade_from_1(conn: sqlite3.Connection) -> None:
-    """Schema 1 had no sentence vectors: add the empty column (until then answers embed those sentences per
-    question), and mark every file and article as changed, so the next `qa index` embeds them again with
-    sentence vectors (feeds too: their entries no longer match the stored hash)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if "sentence_vectors" not in {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}:
-            conn.execute("ALTER TABLE chunks ADD COLUMN sentence_vectors BLOB")
-            conn.execute("UPDATE files SET size = -1")
-            conn.execute("UPDATE articles SET content_hash = ''")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """Switch to WAL. SQLite answers "database is locked" at once, without waiting, when another process is
-    switching the same new database (two indexers creating one index at once), so wait here."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if not getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY") or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def _fsync_dir(path: Path) -> None:
