@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qa  # noqa: E402
+from bench.common import print_rows  # noqa: E402
 from qa.chunk import chunk_article, sentence_spans  # noqa: E402
 from qa.indexer import embed_text  # noqa: E402
 from qa.ingest import load_file, make_article  # noqa: E402
@@ -142,10 +143,7 @@ def main() -> None:
         rows = bench_real_indexing(work)
         rows += bench_scale(work, args.sizes, questions, pool)
     rows.append(("peak RSS", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qa  # noqa: E402
+from bench.common import print_rows  # noqa: E402
 from qa.chunk import chunk_article, sentence_spans  # noqa: E402
 from qa.ingest import load_file, make_article  # noqa: E402
 from qa.milvus_store import MilvusStore  # noqa: E402
@@ -159,10 +160,7 @@ def main() -> None:
         work = Path(tmp)
         rows = [] if args.skip_ray else bench_ray(work, args.workers)
         rows += bench_stores(work, args.sizes, questions, pool)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -99,15 +99,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         more = index_urls(urls, assistant.store(create=True), assistant.embedder, settings)
         report = merge_reports(report, more) if report else more
     if not args.quiet:
-        for verb, items in (
-            ("added", report.added),
-            ("updated", report.updated),
-            ("removed", report.removed),
-        ):
-            for item in items:
-                print(f"{verb:9} {item}")
-        for r in report.rejected:
-            print(f"rejected  {r.source}: {r.reason}")
+        from qa.watch import report_lines
+
+        for line in report_lines(report):
+            print(line)
     print(report.summary())
     nothing_usable = report.rejected and not (report.changed or report.unchanged)
     return 1 if nothing_usable else 0

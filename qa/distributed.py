@@ -46,15 +46,12 @@ class _Worker:
     def chunk(self, articles: list[Article], chars: int, overlap: int) -> list[list[Chunk]]:
         return [chunk_article(a, chars, overlap) for a in articles]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self._embedder.encode(texts)
-
     def encode_chunks(self, items: list[tuple[str, list[tuple[int, int]]]]) -> tuple[np.ndarray, list[np.ndarray]]:
         return self._embedder.encode_chunks([t for t, _ in items], [s for _, s in items])
 
 
 class RayEmbedder:
-    """Stands in for qa.embed.Embedder in the indexer (name, dim, batch_size, encode, encode_chunks) and also
+    """Stands in for qa.embed.Embedder in the indexer (name, dim, batch_size, encode_chunks) and also
     chunks."""
 
     def __init__(self, address: str, model: str, device: str, batch_size: int):
@@ -83,11 +80,6 @@ class RayEmbedder:
         if not articles:
             return []
         return [c for part in self._fan_out("chunk", articles, len(self._actors) * 4, chars, overlap) for c in part]
-
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.vstack(self._fan_out("encode", texts, len(self._actors)))
 
     def encode_chunks(
         self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]

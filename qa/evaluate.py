@@ -18,7 +18,6 @@ from tqdm import tqdm
 from qa.api import Assistant
 from qa.schema import Answer, Passage
 from qa.settings import Settings
-from qa.store import SCHEMA_VERSION
 
 REPORT_KEYS = (
     "hit@1",
@@ -56,10 +55,7 @@ def load_questions(set_dir: Path) -> list[dict]:
 
 def eval_index_dir(set_dir: Path, settings: Settings, cache: Path | None = None) -> Path:
     """A private index per (set, model, chunking), reused across runs and updated incrementally."""
-    key = json.dumps(
-        [str(set_dir.resolve()), settings.embed_model, settings.chunk_chars, settings.chunk_overlap_chars]
-        + [SCHEMA_VERSION]
-    )
+    key = json.dumps([str(set_dir.resolve()), settings.embed_model, settings.chunk_chars, settings.chunk_overlap_chars])
     root = cache or Path.home() / ".cache" / "news-qa" / "eval"
     return root / f"{set_dir.resolve().name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from qa.embed import Embedder
 from qa.fetch import FEED_TYPES, HTML_TYPES, MAX_BYTES, MAX_REDIRECTS, TIMEOUT_S, fetch, is_url
-from qa.ingest import IngestError, html_to_article, make_article
+from qa.ingest import IngestError, html_to_article, id_for, make_article
 from qa.schema import Article, IndexReport, Rejection
 from qa.settings import Settings
 from qa.store import FaissStore
@@ -127,7 +127,7 @@ def _load_entries(parsed, out: Loaded, limits: Limits, known: dict, seen: dict) 
         summary = entry.get("summary", "") or ""
         published = entry.get("published") or entry.get("updated") or ""
         source = _plain((entry.get("source") or {}).get("title", "")) or feed_title or urlsplit(out.url).hostname
-        aid = _article_id(key)
+        aid = id_for(key)
         out.present.append(aid)
         entry_hash = _digest(key, title, published, source, summary, *content)
         before = seen.get(key)
@@ -192,10 +192,6 @@ def _html_text(fragment: str, origin: str, url: str) -> str:
 
 def _plain(text: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(_TAG.sub("", text or ""))).strip()
-
-
-def _article_id(key: str) -> str:
-    return make_article(title="", text="-", source="", origin="", key=key).id  # the id make_article gives
 
 
 def _digest(*parts: str) -> str:

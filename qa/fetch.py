@@ -71,10 +71,6 @@ def is_url(text: str) -> bool:
     return str(text).lower().startswith(("http://", "https://"))
 
 
-def _loopback(url: str) -> bool:
-    return set(address_kinds(_host(url))) == {"loopback"}
-
-
 def _host(url: str | httpx.URL) -> str:
     """The host as httpx will connect to it: IDNA-2008 ASCII (a Unicode name can encode differently in
     Python's older idna codec, i.e. name another host than the one connected to)."""
@@ -115,14 +111,14 @@ def address_kinds(host: str) -> dict[str, str]:
     return kinds
 
 
-def _guard(origin: str):
+def _guard(origin: str, origin_kinds: dict[str, str], known: dict[str, dict[str, str]]):
     """An httpx request hook: refuse a request to a host any of whose addresses is non-public and of another
-    kind than the origin's."""
-    allowed = {"public", *address_kinds(_host(origin))}
+    kind than the origin's. `known`: hosts already resolved for this download (not looked up again)."""
+    allowed = {"public", *origin_kinds}
 
     def check(request: httpx.Request) -> None:
         host = _host(request.url)
-        for kind, address in address_kinds(host).items():
+        for kind, address in (known.get(host) or address_kinds(host)).items():
             if kind == "unresolved" and kind not in allowed:
                 raise _Refused(f"cannot connect: {host} does not resolve")
             if kind not in allowed:
@@ -183,13 +179,16 @@ def _get(
     if not is_url(url):
         return "not an http(s) address"
     limit = f"over the {max_bytes / 1e6:g} MB limit"
+    host = _host(url)
+    url_kinds = address_kinds(host)  # one lookup serves the proxy choice, the origin and the first request
+    origin_kinds = url_kinds if origin == url else address_kinds(_host(origin))
     client = httpx.Client(
         follow_redirects=True,
         max_redirects=max_redirects,
         timeout=httpx.Timeout(timeout_s),
         headers={"User-Agent": USER_AGENT, "Accept": _accept_header(accept)},
-        trust_env=not _loopback(url),  # no proxy between us and this machine
-        event_hooks={"request": [_guard(origin)]},
+        trust_env=set(url_kinds) != {"loopback"},  # no proxy between us and this machine
+        event_hooks={"request": [_guard(origin, origin_kinds, {host: url_kinds})]},
     )
     with client, client.stream("GET", url) as response:
         result.final_url = str(response.url)

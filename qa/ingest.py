@@ -276,11 +276,11 @@ def _from_record(record: object, origin: str, place: str) -> Article:
     if not text:
         raise IngestError("record has no non-empty 'text' field")
     url = _field(record, "url")
-    text = _strip_boilerplate(_clean(text))
+    text = _strip_boilerplate(text)  # _field cleaned it
     if "<" in text and re.search(r"</?(p|div|br|html|body)\b", text, re.IGNORECASE):
         text = html_to_article(text, origin, url).text
     return make_article(
-        title=_clean(_field(record, "title")),
+        title=_field(record, "title"),
         text=text,
         source=_field(record, "source") or origin,
         url=url,
@@ -289,6 +289,11 @@ def _from_record(record: object, origin: str, place: str) -> Article:
         article_id=_field(record, "id"),
         key=url or place,
     )
+
+
+def id_for(key: str) -> str:
+    """The stable id of an article known by `key` (its url or path) when the source gives none."""
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def make_article(
@@ -307,7 +312,7 @@ def make_article(
         raise IngestError("no article text")
     digest = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()[:32]
     return Article(
-        id=article_id or hashlib.sha1(key.encode()).hexdigest()[:16],
+        id=article_id or id_for(key),
         title=title,
         text=text,
         source=source,
