@@ -149,9 +149,13 @@ def stats_markdown(assistant: Assistant) -> str:
     except (RuntimeError, ValueError, OSError) as exc:
         return f"**Index:** unavailable ({md_escape(str(exc))})"
     return (
-        f"**Index:** {s['articles']} articles · {s['chunks']} chunks · "
+        f"**Index:** {_count(s['articles'], 'article')} · {_count(s['chunks'], 'chunk')} · "
         f"last update {md_escape(s['updated_at'] or 'never')} · newest article {md_escape(s['newest_article'] or '–')}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # -- uploads -------------------------------------------------------------------------------------------------

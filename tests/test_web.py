@@ -151,7 +151,7 @@ def test_missing_index_is_reported_and_an_upload_creates_it_live(tmp_path: Path)
         with pytest.raises(AppError, match="no index"):
             client.predict(SEED_QUESTION, api_name="/ask")
         report, stats, _ = client.predict([handle_file(str(next(SEEDS.glob("*.txt"))))], api_name="/upload")
-        assert "added 1" in report and "1 articles" in stats
+        assert "added 1" in report and "1 article ·" in stats
         assert "one-sided" in client.predict(SEED_QUESTION, api_name="/ask")["text"]  # no restart
     finally:
         app.close()

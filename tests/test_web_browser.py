@@ -101,7 +101,7 @@ def test_index_stats_follow_articles_another_writer_adds(browser: BrowserContext
         page = browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
-        expect(page.locator("#index-stats")).to_contain_text("1 articles")
+        expect(page.locator("#index-stats")).to_contain_text("1 article ·")
         article = tmp_path / "tarnholm.txt"
         article.write_text(NEW_ARTICLE, encoding="utf-8")
         writer = qa.Assistant(Settings(index_dir=index_dir, backend="extractive"))  # like `qa watch` elsewhere
