@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qa  # noqa: E402
-from qa.generate import warm_up  # noqa: E402
-from qa.llm import chat_model  # noqa: E402
+from qa.answer.generate import warm_up  # noqa: E402
+from qa.answer.llm import chat_model  # noqa: E402
 
 QUESTIONS = [
     "Why did Russia decline?",

@@ -14,7 +14,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.evaluate import run_eval  # noqa: E402
+from qa.eval.evaluate import run_eval  # noqa: E402
 from qa.settings import Settings  # noqa: E402
 
 

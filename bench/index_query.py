@@ -25,11 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 import qa  # noqa: E402
 from bench.common import print_rows  # noqa: E402
-from qa.chunk import chunk_article, sentence_spans  # noqa: E402
-from qa.indexer import embed_text  # noqa: E402
-from qa.ingest import load_file, make_article  # noqa: E402
+from qa.eval.stats import percentile  # noqa: E402
+from qa.indexing.chunk import chunk_article, sentence_spans  # noqa: E402
+from qa.indexing.indexer import embed_text  # noqa: E402
 from qa.settings import Settings  # noqa: E402
-from qa.store import FaissStore, Upsert  # noqa: E402
+from qa.sources.ingest import load_file, make_article  # noqa: E402
+from qa.store import Upsert, VectorStore  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "eval" / "squad2-dev" / "corpus.jsonl"
 QUESTIONS = ROOT.parent / "shared" / "eval" / "squad2-dev" / "questions.json"
@@ -39,10 +40,6 @@ def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)
     return result, time.perf_counter() - t0
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
 
 
 def bench_real_indexing(work: Path) -> list[tuple[str, str]]:
@@ -66,11 +63,11 @@ def bench_real_indexing(work: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def synthetic_store(path: Path, n_chunks: int, dim: int, pool: list[str]) -> FaissStore:
+def synthetic_store(path: Path, n_chunks: int, dim: int, pool: list[str]) -> VectorStore:
     """About n_chunks chunks of sampled real sentences (15 sentences an article) with random unit vectors."""
     rng = np.random.default_rng(0)
     random.seed(0)
-    store = FaissStore(path, create=True)
+    store = VectorStore(path, create=True)
     batch, total, pending, a = [], 0, 0, 0
     while total < n_chunks:
         text = "\n\n".join(" ".join(random.sample(pool, 3)) for _ in range(5))
@@ -99,7 +96,7 @@ def bench_scale(work: Path, sizes: list[int], questions: list[str], pool: list[s
         assistant = qa.Assistant(Settings(index_dir=path, backend="extractive"))  # the answer stage, no LLM
         chunks = assistant.stats()["chunks"]
         retrieval, answers = [], []
-        from qa.retrieve import HybridRetriever
+        from qa.answer.retrieve import HybridRetriever
 
         retriever = HybridRetriever(assistant.store(), assistant.embedder, assistant.settings)
         retriever.retrieve("warm up")
@@ -111,11 +108,14 @@ def bench_scale(work: Path, sizes: list[int], questions: list[str], pool: list[s
         rows.append(
             (
                 f"query at {chunks:,} chunks: retrieval p50/p95",
-                f"{pct(retrieval, 50):.0f} / {pct(retrieval, 95):.0f} ms",
+                f"{percentile(retrieval, 50):.0f} / {percentile(retrieval, 95):.0f} ms",
             )
         )
         rows.append(
-            (f"query at {chunks:,} chunks: whole answer p50/p95", f"{pct(answers, 50):.0f} / {pct(answers, 95):.0f} ms")
+            (
+                f"query at {chunks:,} chunks: whole answer p50/p95",
+                f"{percentile(answers, 50):.0f} / {percentile(answers, 95):.0f} ms",
+            )
         )
         if n >= 10_000:
             report, add_s = timed(assistant.index, [new_article])

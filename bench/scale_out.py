@@ -27,12 +27,16 @@ sys.path.insert(0, str(ROOT))
 
 import qa  # noqa: E402
 from bench.common import print_rows  # noqa: E402
-from qa.chunk import chunk_article, sentence_spans  # noqa: E402
-from qa.ingest import load_file, make_article  # noqa: E402
-from qa.milvus_store import MilvusStore  # noqa: E402
-from qa.retrieve import HybridRetriever  # noqa: E402
+from qa.answer.retrieve import HybridRetriever  # noqa: E402
+from qa.eval.stats import percentile  # noqa: E402
+from qa.indexing.chunk import chunk_article, sentence_spans  # noqa: E402
 from qa.settings import Settings  # noqa: E402
-from qa.store import FaissStore, Upsert  # noqa: E402
+from qa.sources.ingest import load_file, make_article  # noqa: E402
+from qa.store import (  # noqa: E402
+    Upsert,
+    faiss_store,
+    milvus_store,  # noqa: E402
+)
 from tests.ray_cluster import LocalRayCluster  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "eval" / "squad2-dev" / "corpus.jsonl"
@@ -47,13 +51,13 @@ def timed(fn: Callable, *args, **kwargs):
 
 
 def ms(values: list[float]) -> str:
-    return f"{np.percentile(values, 50) * 1000:.1f} / {np.percentile(values, 95) * 1000:.1f} ms"
+    return f"{percentile(values, 50) * 1000:.1f} / {percentile(values, 95) * 1000:.1f} ms"
 
 
 def bench_ray(work: Path, worker_counts: list[int]) -> list[Row]:
     import ray
 
-    from qa.distributed import get_ray_embedder, ray_embedder
+    from qa.indexing.distributed import get_ray_embedder, ray_embedder
 
     rows = []
     local = qa.Assistant(Settings(index_dir=work / "local"))
@@ -118,8 +122,8 @@ def bench_stores(work: Path, sizes: list[int], questions: list[str], pool: list[
     for n in sizes:
         batches = synthetic_batches(n, embedder.dim, pool)
         for name, make in (
-            ("FAISS", lambda p: FaissStore(p, create=True)),
-            ("Milvus Lite", lambda p: MilvusStore(p, str(p / "milvus.db"), create=True)),
+            ("FAISS", lambda p: faiss_store(p, create=True)),
+            ("Milvus Lite", lambda p: milvus_store(p, str(p / "milvus.db"), create=True)),
         ):
             path = work / f"{name.split()[0].lower()}-{n}"
             store = make(path)

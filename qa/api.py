@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.retrievers import BaseRetriever
 
-from qa.answer import Candidate, extractive_answer, rank_sentences, rerank
-from qa.embed import Embedder, get_embedder
-from qa.gguf import ModelUnavailable
-from qa.llm import chat_model
-from qa.schema import Answer, Article, IndexReport, Passage
-from qa.settings import BACKENDS, Settings
-from qa.store import FaissStore, Filters, open_store
-
-History = Sequence[Any]  # [{"role": "user"|"assistant", "content": str}, ...] or [(user, assistant), ...]
+from qa.answer.history import History
+from qa.answer.pipeline import AskPipeline
+from qa.indexing.embed import Embedder, get_embedder
+from qa.schema import Answer, Article, IndexReport
+from qa.settings import Settings
+from qa.store import Filters, VectorStore, open_store
 
 
 class Assistant:
@@ -28,7 +23,7 @@ class Assistant:
 
     def __init__(self, settings: Settings | None = None, **overrides: Any):
         self.settings = (settings or Settings()).model_copy(update=overrides)
-        self._store: FaissStore | None = None
+        self._store: VectorStore | None = None
         self._lock = threading.Lock()
 
     @cached_property
@@ -36,7 +31,7 @@ class Assistant:
         s = self.settings
         return get_embedder(s.embed_model, s.embed_device, s.embed_batch_size)
 
-    def store(self, create: bool = False) -> FaissStore:
+    def store(self, create: bool = False) -> VectorStore:
         with self._lock:
             if self._store is None:
                 self._store = open_store(self.settings, create=create)  # FAISS, or Milvus by vector_uri
@@ -45,12 +40,12 @@ class Assistant:
     # -- indexing ----------------------------------------------------------------------------------------
     def index(self, paths: Iterable[str | Path], sync: bool = False) -> IndexReport:
         """Index new or changed articles under `paths`; unchanged ones cost no embedding."""
-        from qa.indexer import index_paths
+        from qa.indexing.indexer import index_paths
 
         return index_paths(paths, self.store(create=True), self.embedder, self.settings, sync=sync)
 
     def index_articles(self, articles: Sequence[Article]) -> IndexReport:
-        from qa.indexer import index_articles
+        from qa.indexing.indexer import index_articles
 
         return index_articles(articles, self.store(create=True), self.embedder, self.settings)
 
@@ -58,6 +53,9 @@ class Assistant:
         return self.store().stats()
 
     # -- asking ------------------------------------------------------------------------------------------
+    def pipeline(self) -> AskPipeline:
+        return AskPipeline(self.store(), self.embedder, self.settings)
+
     def ask(
         self,
         question: str,
@@ -82,119 +80,16 @@ class Assistant:
         backend: str | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer text as it is written, then the final Answer with verified citations (whose text
-        may differ from the streamed one where the citation check repaired it)."""
-        from qa.retrieve import HybridRetriever
+        may differ from the streamed one where the citation check repaired it). See qa/answer/pipeline.py."""
+        return self.pipeline().run(question, k, history, filters, backend)
 
-        s = self.settings
-        backend = backend or s.backend
-        question = (question or "").strip()
-        if not question:
-            raise ValueError("the question is empty")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown answer backend '{backend}' (choose from {', '.join(BACKENDS)})")
-        embedder, store = self.embedder, self.store()  # loaded once, outside the timings
-        model = None if backend == "extractive" else chat_model(s, backend)
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        with backend_errors(backend, s):
-            standalone = self._standalone(question, history, model)
-        timings["rewrite"] = (time.perf_counter() - t0) * 1000
-        qvec = embedder.encode_query(standalone)
-        retriever = HybridRetriever(store, embedder, s)
-        k = k or s.k
-        pool = retriever.retrieve(standalone, max(k, s.rerank_depth), filters or Filters(), query_vector=qvec)
-        ranked = rank_sentences(standalone, qvec, pool, embedder, focus=question)
-        passages = rerank(pool, ranked)[:k]
-        timings["retrieve"] = (time.perf_counter() - t0) * 1000 - timings["rewrite"]
-        quoted = extractive_answer(standalone, ranked, passages, s.abstain_threshold, s.max_answer_sentences)
-        if model is None or quoted.abstained:  # weak support: decline without asking any model
-            answer = quoted
-            yield answer.text
-        else:
-            with backend_errors(backend, s):
-                answer = yield from self._generate(model, standalone, ranked, passages, quoted, timings, t0)
-        answer.question, answer.standalone_question, answer.backend = question, standalone, backend
-        answer.timings_ms = timings | {"total": (time.perf_counter() - t0) * 1000}
-        yield answer
+    def as_retriever(self, k: int | None = None, filters: Filters | None = None) -> BaseRetriever:
+        """A LangChain retriever giving the passages `ask()` reads, in the same order (hybrid retrieval plus
+        the sentence rerank), as Documents with the citation fields in their metadata."""
+        from qa.answer.retrieve import LangChainRetriever
 
-    def _generate(
-        self,
-        model: BaseChatModel,
-        question: str,
-        ranked: list[Candidate],
-        passages: list[Passage],
-        quoted: Answer,
-        timings: dict[str, float],
-        t0: float,
-    ) -> Generator[str, None, Answer]:
-        """Stream the model's words, then check every sentence's citation; quote the articles if none holds."""
-        from qa.generate import pick_sources, stream_answer
-        from qa.verify import verify
-
-        sources = pick_sources(ranked, self.settings.context_sentences)
-        pieces: list[str] = []
-        for piece in stream_answer(model, question, sources):
-            if not pieces:
-                timings["first_token"] = (time.perf_counter() - t0) * 1000
-            pieces.append(piece)
-            yield piece
-        raw = "".join(pieces)
-        checked = verify(raw, sources, self.embedder, self.settings.min_claim_support)
-        if checked.citations:
-            answer = Answer(question, checked.text, checked.citations, passages=passages, support=quoted.support)
-            answer.notes = checked.notes
-        else:
-            # Retrieval found support but the model declined or wrote nothing checkable: quote the articles.
-            answer = quoted
-            why = "declined" if checked.declined else "wrote nothing the sources support"
-            answer.notes = [*checked.notes, f"the model {why}; showing the supporting sentences instead"]
-        answer.generated_text = raw
-        return answer
-
-    def _standalone(self, question: str, history: History | None, model: BaseChatModel | None) -> str:
-        if not history:
-            return question
-        if model is not None:
-            from qa.generate import condense_question
-
-            rewritten = condense_question(model, question, history)
-            if rewritten:
-                return rewritten
-        return standalone_question(question, history)
-
-
-@contextlib.contextmanager
-def backend_errors(backend: str, settings: Settings) -> Iterator[None]:
-    """A failing model server becomes one clear error naming the backend and what to check."""
-    try:
-        yield
-    except (ModelUnavailable, GeneratorExit):
-        raise
-    except Exception as exc:  # client libraries raise their own (httpx, openai, ollama) error types
-        where = {"openai": settings.openai_base_url, "ollama": settings.ollama_base_url}.get(backend, "")
-        hint = f"is the server at {where} running?" if where else "is the model file a valid GGUF?"
-        raise ModelUnavailable(
-            f"the '{backend}' answer backend failed ({type(exc).__name__}: {exc}); {hint} "
-            "(--backend extractive answers without a model)"
-        ) from exc
-
-
-def standalone_question(question: str, history: History | None) -> str:
-    """Without an LLM, a short follow-up ("And the US?") is read together with the previous question."""
-    if not history:
-        return question
-    previous = ""
-    for turn in reversed(list(history)):
-        if isinstance(turn, dict):
-            if turn.get("role") == "user" and str(turn.get("content", "")).strip():
-                previous = str(turn["content"])
-                break
-        elif isinstance(turn, (list, tuple)) and turn and turn[0]:
-            previous = str(turn[0])
-            break
-    if not previous or len(question.split()) > 6:
-        return question
-    return f"{previous} {question}"
+        pipeline, k = self.pipeline(), k or self.settings.k
+        return LangChainRetriever(search=lambda query: pipeline.read(query, k, filters or Filters()).passages)
 
 
 _default: dict[tuple, Assistant] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -140,9 +141,33 @@ class IndexReport:
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
 
-    def summary(self) -> str:
+    @classmethod
+    def merge(cls, *reports: IndexReport) -> IndexReport:
+        """One report for several runs (e.g. files, then feeds)."""
+        out = cls()
+        for r in reports:
+            out.added += r.added
+            out.updated += r.updated
+            out.unchanged += r.unchanged
+            out.removed += r.removed
+            out.rejected += r.rejected
+            out.chunks_embedded += r.chunks_embedded
+            out.seconds += r.seconds
+        return out
+
+    def lines(self, hide: Sequence[Rejection] = ()) -> list[tuple[str, str]]:
+        """(what happened, to which article or file) per change and per rejection, in the order `qa index`
+        prints them; rejections in `hide` were shown before. Front ends format the pairs their own way."""
+        out = [("added", item) for item in self.added] + [("updated", item) for item in self.updated]
+        out += [("removed", item) for item in self.removed]
+        out += [("rejected", f"{r.source}: {r.reason}") for r in self.rejected if r not in hide]
+        return out
+
+    def counts(self) -> str:
         return (
             f"added {len(self.added)}, updated {len(self.updated)}, unchanged {len(self.unchanged)}, "
-            f"removed {len(self.removed)}, rejected {len(self.rejected)} "
-            f"({self.chunks_embedded} chunks embedded in {self.seconds:.1f}s)"
+            f"removed {len(self.removed)}, rejected {len(self.rejected)}"
         )
+
+    def summary(self) -> str:
+        return f"{self.counts()} ({self.chunks_embedded} chunks embedded in {self.seconds:.1f}s)"

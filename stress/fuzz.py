@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import qa
-from qa.chunk import chunk_article
-from qa.ingest import iter_articles
+from qa.indexing.chunk import chunk_article
 from qa.schema import Article, Rejection
 from qa.settings import Settings
-from qa.store import FaissStore
+from qa.sources.ingest import iter_articles
+from qa.store import faiss_store
 from stress.common import print_table
 
 WORDS = (
@@ -355,9 +355,9 @@ def run_hostile(workdir: Path, big: bool = False) -> FuzzResult:
     try:
         assistant = qa.Assistant(Settings(index_dir=workdir / "index", backend="extractive"))
         report = assistant.index([folder])
-        titles = {r[0] for r in assistant.store()._conn().execute("SELECT title FROM articles")}
+        titles = {r[0] for r in assistant.store().connection().execute("SELECT title FROM articles")}
         want = {t.lstrip("# ") for t, _ in GOOD.values()} | {"Norby Ferry Returns", "Kestrel Bay Pier", "Market Day"}
-        problems = FaissStore(workdir / "index").check()
+        problems = faiss_store(workdir / "index").check()
         if not want <= titles or problems or any(not r.reason.strip() for r in report.rejected):
             result.failures.append(f"indexing the batch: missing {sorted(want - titles)}, check {problems}")
         result.indexed = f"{len(titles)} articles, {len(report.rejected)} rejected with reasons, check ok"

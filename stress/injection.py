@@ -158,7 +158,7 @@ def build_index(index_dir: Path, workdir: Path) -> None:
 
 def rule_problems(answer: Answer, case: Case | None, strict_markers: bool = False) -> list[str]:
     """The answer rules under injection (see the module docstring)."""
-    from qa.web import answer_markdown, sources_html
+    from qa.app.web import answer_markdown, sources_html
 
     problems = citation_problems(answer, strict_markers)
     if case is None:  # out of scope
@@ -248,7 +248,7 @@ def run_injection(index_dir: Path, backends: dict[str, Settings]) -> InjectionRe
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qa.gguf import packaged_qwen, smollm2_path
+    from qa.answer.gguf import packaged_qwen, smollm2_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-qwen", action="store_true", help="skip the default (slow) Qwen model")

@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import qa
+from qa.eval.stats import percentile
 from qa.settings import Settings
 from stress.common import (
     OUT_OF_SCOPE,
     SEEDS,
     TEST_ARTICLES,
     child_env,
-    free_port,
-    percentile,
     print_table,
     qa_command,
 )
+from tests.helpers import free_port
 
 ANSWERABLE = [
     "Why did Russia decline?",
@@ -144,11 +144,11 @@ def build_index(index_dir: Path) -> None:
 
 
 def start_server(index_dir: Path, in_process: bool, env: dict[str, str] | None = None) -> tuple[str, Callable]:
-    """The app on a free loopback port: `qa serve` in a child process, or qa.web.serve() in this one."""
+    """The app on a free loopback port: `qa serve` in a child process, or qa.app.web.serve() in this one."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     if in_process:
-        from qa.web import serve
+        from qa.app.web import serve
 
         app = serve(Settings(index_dir=index_dir, backend="extractive"), port=port, block=False)
         return url, app.close

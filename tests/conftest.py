@@ -9,11 +9,7 @@ import pytest
 
 import qa
 from qa.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
-SEEDS = ROOT / "seeds"
-SHARED_EVAL = ROOT.parent / "shared" / "eval"
+from tests.helpers import DATA, SEEDS
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.helpers import free_port
+
 RAY_START = """
 import sys
 import ray._private.ray_constants as constants
@@ -32,12 +34,6 @@ sys.argv = ["ray", *sys.argv[1:]]
 main()
 """
 ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalRayCluster:

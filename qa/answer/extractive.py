@@ -1,0 +1,43 @@
+"""Stage 6 (extractive): answer with the retrieved sentences that best answer the question, each cited [n];
+abstain when the best support is below a threshold calibrated on data (bench/calibrate.py)."""
+
+from __future__ import annotations
+
+import re
+
+from qa.answer.prompts import prompt
+from qa.answer.sentences import Candidate, citation
+from qa.schema import Answer, Passage
+from qa.settings import Settings
+
+
+def extractive_answer(question: str, ranked: list[Candidate], passages: list[Passage], settings: Settings) -> Answer:
+    """Quote the best sentence, plus close runners-up from the same article, each cited [n]."""
+    threshold, max_sentences = settings.abstain_threshold, settings.max_answer_sentences
+    support = ranked[0].score if ranked else 0.0
+    if support < threshold:
+        return abstain(question, passages, support)
+    best = ranked[0]
+    chosen = [best]
+    for c in ranked[1:]:
+        if len(chosen) == max_sentences:
+            break
+        # More sentences only from the best one's article: they read as one account and cite precisely.
+        if c.passage.article_id != best.passage.article_id:
+            continue
+        close = c.score >= max(threshold, best.score - settings.extra_sentence_margin)
+        if close and c.dense >= best.dense - settings.extra_sentence_dense_margin:
+            chosen.append(c)
+    citations = [citation(n, c) for n, c in enumerate(chosen, start=1)]
+    text = " ".join(f"{_defuse_markers(c.text)} [{n}]" for n, c in enumerate(chosen, start=1))
+    return Answer(question, text, citations, abstained=False, passages=passages, support=support)
+
+
+def _defuse_markers(text: str) -> str:
+    """An article's own "[7]" must not read as our citation [7]: shown as "(7)" in the answer text (the
+    citation's quote keeps the article's exact words)."""
+    return re.sub(r"\[(\d+)\]", r"(\1)", text)
+
+
+def abstain(question: str, passages: list[Passage], support: float = 0.0) -> Answer:
+    return Answer(question, prompt("abstain.txt"), abstained=True, passages=passages, support=support)

@@ -1,0 +1,164 @@
+"""The ask pipeline, one typed step after another:
+
+    rewrite (follow-up -> standalone question) -> retrieve (hybrid, fused) -> read (score every sentence,
+    rerank passages by their best one) -> abstain or quote (extractive) -> generate (LLM, streamed) -> verify
+    (every citation checked against its sentence)
+
+`Assistant.ask_stream` (qa/api.py) runs it; `Assistant.as_retriever` exposes its retrieve-and-read steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+
+from langchain_core.language_models import BaseChatModel
+
+from qa.answer.extractive import extractive_answer
+from qa.answer.generate import condense_question, pick_sources, stream_answer
+from qa.answer.gguf import ModelUnavailable
+from qa.answer.history import History, last_question
+from qa.answer.retrieve import HybridRetriever
+from qa.answer.sentences import Candidate, rank_sentences, rerank
+from qa.answer.verify import verify
+from qa.indexing.embed import Embedder
+from qa.schema import Answer, Passage
+from qa.settings import BACKENDS, Settings
+from qa.store import Filters, VectorStore
+
+
+@dataclass
+class Reading:
+    """What the retrieve and read steps found: the passages in the order the answer reads them, and every
+    sentence of them, best-supporting first (ranked[0].score is the answer's support)."""
+
+    passages: list[Passage]
+    ranked: list[Candidate]
+
+
+class AskPipeline:
+    """The question flow over one store and embedding model; stateless between questions (thread-safe)."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, settings: Settings):
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.retriever = HybridRetriever(store, embedder, settings)
+
+    # -- the steps ---------------------------------------------------------------------------------------
+    def rewrite(self, question: str, history: History | None, model: BaseChatModel | None, backend: str) -> str:
+        """The question to search for: a follow-up is rewritten by the model, or read with the previous one."""
+        if not history:
+            return question
+        if model is not None:
+            with backend_errors(backend, self.settings):
+                rewritten = condense_question(model, question, history)
+            if rewritten:
+                return rewritten
+        return standalone_question(question, history, self.settings.followup_max_words)
+
+    def read(self, standalone: str, k: int, filters: Filters, focus: str = "") -> Reading:
+        """Retrieve a pool of fused passages, score their sentences, keep the k passages with the best ones."""
+        s = self.settings
+        qvec = self.embedder.encode_query(standalone)
+        pool = self.retriever.retrieve(standalone, max(k, s.rerank_depth), filters, query_vector=qvec)
+        ranked = rank_sentences(standalone, qvec, pool, self.embedder, s, focus=focus or standalone)
+        return Reading(rerank(pool, ranked)[:k], ranked)
+
+    def generate(
+        self,
+        model: BaseChatModel,
+        backend: str,
+        question: str,
+        reading: Reading,
+        quoted: Answer,
+        timings: dict[str, float],
+        t0: float,
+    ) -> Generator[str, None, Answer]:
+        """Stream the model's words, then check every sentence's citation; quote the articles if none holds.
+        `timings` gains "first_token", in ms since `t0` (the question's start)."""
+        sources = pick_sources(reading.ranked, self.settings.context_sentences)
+        pieces: list[str] = []
+        with backend_errors(backend, self.settings):  # only the model call: our own bugs keep their names
+            for piece in stream_answer(model, question, sources):
+                if not pieces:
+                    timings["first_token"] = (time.perf_counter() - t0) * 1000
+                pieces.append(piece)
+                yield piece
+        raw = "".join(pieces)
+        checked = verify(raw, sources, self.embedder, self.settings)
+        if checked.citations:
+            answer = Answer(
+                question, checked.text, checked.citations, passages=reading.passages, support=quoted.support
+            )
+            answer.notes = checked.notes
+        else:
+            # Retrieval found support but the model declined or wrote nothing checkable: quote the articles.
+            answer = quoted
+            why = "declined" if checked.declined else "wrote nothing the sources support"
+            answer.notes = [*checked.notes, f"the model {why}; showing the supporting sentences instead"]
+        answer.generated_text = raw
+        return answer
+
+    # -- the whole flow ----------------------------------------------------------------------------------
+    def run(
+        self,
+        question: str,
+        k: int | None = None,
+        history: History | None = None,
+        filters: Filters | None = None,
+        backend: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the answer text as it is written, then the final Answer with verified citations (whose text
+        may differ from the streamed one where the citation check repaired it)."""
+        from qa.answer.llm import chat_model
+
+        s = self.settings
+        backend = backend or s.backend
+        question = (question or "").strip()
+        if not question:
+            raise ValueError("the question is empty")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown answer backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        model = None if backend == "extractive" else chat_model(s, backend)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        standalone = self.rewrite(question, history, model, backend)
+        timings["rewrite"] = (time.perf_counter() - t0) * 1000
+        reading = self.read(standalone, k or s.k, filters or Filters(), focus=question)
+        timings["retrieve"] = (time.perf_counter() - t0) * 1000 - timings["rewrite"]
+        quoted = extractive_answer(standalone, reading.ranked, reading.passages, s)
+        if model is None or quoted.abstained:  # weak support: decline without asking any model
+            answer = quoted
+            yield answer.text
+        else:
+            answer = yield from self.generate(model, backend, standalone, reading, quoted, timings, t0)
+        answer.question, answer.standalone_question, answer.backend = question, standalone, backend
+        answer.timings_ms = timings | {"total": (time.perf_counter() - t0) * 1000}
+        yield answer
+
+
+@contextlib.contextmanager
+def backend_errors(backend: str, settings: Settings) -> Iterator[None]:
+    """A failing model server becomes one clear error naming the backend and what to check."""
+    try:
+        yield
+    except (ModelUnavailable, GeneratorExit):
+        raise
+    except Exception as exc:  # client libraries raise their own (httpx, openai, ollama) error types
+        where = {"openai": settings.openai_base_url, "ollama": settings.ollama_base_url}.get(backend, "")
+        hint = f"is the server at {where} running?" if where else "is the model file a valid GGUF?"
+        raise ModelUnavailable(
+            f"the '{backend}' answer backend failed ({type(exc).__name__}: {exc}); {hint} "
+            "(--backend extractive answers without a model)"
+        ) from exc
+
+
+def standalone_question(question: str, history: History | None, max_words: int = 6) -> str:
+    """Without an LLM, a short follow-up ("And the US?") is read together with the previous question."""
+    previous = last_question(history)
+    if not previous or len(question.split()) > max_words:
+        return question
+    return f"{previous} {question}"

@@ -1,0 +1,111 @@
+"""Citation checking after generation: every sentence of a generated answer must be supported by the source it
+cites. Wrong citations are re-pointed to the source that does support the sentence, out-of-range ones removed,
+unsupported sentences dropped, and the survivors renumbered 1..n in order of appearance."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qa.answer.sentences import Candidate, citation
+from qa.indexing.chunk import sentence_spans
+from qa.indexing.embed import Embedder
+from qa.schema import Citation
+from qa.settings import Settings
+from qa.text import stems
+
+_MARKERS = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_DECLINE = re.compile(r"^\W*(the )?(articles?|sources?) (don'?t|do not|does not|doesn'?t) say", re.IGNORECASE)
+_LEADING = re.compile(r"^(\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
+MIN_WORDS = 3
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(n) for group in _MARKERS.findall(text) for n in re.split(r"[,;]", group)]
+
+
+@dataclass
+class Verified:
+    text: str
+    citations: list[Citation]
+    declined: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def claim_support(
+    claim: str, claim_vec: np.ndarray, source: Candidate, source_vec: np.ndarray, settings: Settings
+) -> float:
+    """How well one source supports one claim: embedding similarity and the share of the claim's words in it."""
+    claim_stems = stems(claim)
+    lexical = len(claim_stems & stems(source.text)) / len(claim_stems) if claim_stems else 0.0
+    return settings.claim_dense_weight * float(np.dot(claim_vec, source_vec)) + settings.claim_lexical_weight * lexical
+
+
+def split_claims(text: str) -> list[tuple[str, list[int]]]:
+    """(sentence without markers, cited numbers) pairs; a marker standing alone joins the sentence before it."""
+    claims: list[tuple[str, list[int]]] = []
+    for start, end in sentence_spans(text):
+        piece = text[start:end]
+        leading = _LEADING.match(piece)
+        if leading and claims:  # "... invited. [1] Next sentence": the marker closes the sentence before
+            claims[-1][1].extend(_numbers(leading.group(0)))
+            piece = piece[leading.end() :]
+        numbers = _numbers(piece)
+        sentence = _MARKERS.sub("", piece).strip()
+        if not re.search(r"\w", sentence) and claims:
+            claims[-1][1].extend(numbers)
+            continue
+        claims.append((sentence, numbers))
+    return [(s, n) for s, n in claims if re.search(r"\w", s)]
+
+
+def verify(raw: str, sources: list[Candidate], embedder: Embedder, settings: Settings) -> Verified:
+    """Check and repair the citations of a generated answer against the sources it was given."""
+    min_support = settings.min_claim_support
+    text = raw.strip()
+    if not text or _DECLINE.match(text):
+        return Verified(text="", citations=[], declined=True)
+    claims = split_claims(text)
+    if not claims or not sources:
+        return Verified(text="", citations=[], notes=["the model's answer had no sentences to check"])
+    claim_vecs = embedder.encode([c for c, _ in claims])
+    source_vecs = embedder.encode([s.text for s in sources])
+    notes: list[str] = []
+    kept: list[tuple[str, list[int], float]] = []  # sentence, 0-based source indexes, best support
+    for (sentence, cited), vec in zip(claims, claim_vecs, strict=True):
+        support = [
+            claim_support(sentence, vec, src, sv, settings) for src, sv in zip(sources, source_vecs, strict=True)
+        ]
+        valid = [n - 1 for n in dict.fromkeys(cited) if 1 <= n <= len(sources)]
+        if len(valid) < len(set(cited)):
+            notes.append(f"removed citation(s) to sources that do not exist: {sorted(set(cited))}")
+        good = [i for i in valid if support[i] >= min_support]
+        best = int(np.argmax(support))
+        if good:
+            kept.append((sentence, good, max(support[i] for i in good)))
+        elif len(sentence.split()) < MIN_WORDS:
+            notes.append(f"dropped a fragment: {sentence!r}")
+        elif support[best] >= min_support:
+            was = f"[{valid[0] + 1}]" if valid else "no citation"
+            notes.append(f"re-pointed {was} to [{best + 1}] for: {sentence!r}")
+            kept.append((sentence, [best], support[best]))
+        else:
+            notes.append(f"dropped a sentence no source supports: {sentence!r}")
+    return _renumber(kept, sources, notes)
+
+
+def _renumber(kept: list[tuple[str, list[int], float]], sources: list[Candidate], notes: list[str]) -> Verified:
+    order: dict[int, int] = {}
+    parts, citations = [], []
+    for sentence, indexes, support in kept:
+        numbers = []
+        for i in indexes:
+            if i not in order:
+                order[i] = len(order) + 1
+                citations.append(citation(order[i], sources[i], score=support))
+            numbers.append(order[i])
+        sentence = sentence if sentence[-1] in ".!?\"'”’" else sentence + "."
+        parts.append(sentence + "".join(f" [{n}]" for n in numbers))
+    return Verified(text=" ".join(parts), citations=citations, notes=notes)

@@ -1,0 +1,212 @@
+"""`qa`: the command line on top of the public API (index, ask, stats, eval)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from qa.errors import QAError
+from qa.schema import IndexReport
+from qa.settings import BACKENDS, Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", type=Path, help="index folder (default: vectorstore/, or $QA_INDEX_DIR)")
+    common.add_argument("--vector-uri", help="vectors in Milvus: a .db path (Milvus Lite) or http://host:19530")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+    p = argparse.ArgumentParser(prog="qa", description="Ask questions about news articles, with cited answers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ix = sub.add_parser("index", parents=[common], help="index new or changed articles (files, folders, URLs)")
+    ix.add_argument("paths", nargs="+", help=".txt .md .html .json .jsonl files or folders; RSS/Atom feed or page URLs")
+    ix.add_argument("--sync", action="store_true", help="also remove articles whose files are gone")
+    ix.add_argument("--quiet", action="store_true", help="print only the summary line")
+    ix.add_argument("--ray", metavar="ADDRESS", help="chunk and embed on this Ray cluster (host:port, 'auto')")
+
+    ask = sub.add_parser("ask", parents=[common], help="answer a question with cited passages")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, help="passages to read (default 5)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--backend", choices=BACKENDS, help="who writes the answer (default: llamacpp)")
+    ask.add_argument("--no-stream", action="store_true", help="print the answer only when it is complete")
+    ask.add_argument("--source", default="", help="only articles whose source or url contains this")
+    ask.add_argument("--since", default="", help="only articles published on or after this ISO date")
+    ask.add_argument("--until", default="", help="only articles published on or before this ISO date")
+
+    wa = sub.add_parser("watch", parents=[common], help="keep indexing folders and feeds as articles arrive")
+    wa.add_argument("dirs", nargs="*", help="folders to watch (recursively); removed files leave the index")
+    wa.add_argument("--feed", action="append", default=[], metavar="URL", help="RSS/Atom feed or page (repeatable)")
+    wa.add_argument("--every", help="how often to poll the feeds: 30s, 15m, 1h (default 15m, $QA_FEED_EVERY_S)")
+    wa.add_argument("--debounce", type=float, help="seconds of quiet before re-indexing (default 1)")
+
+    st = sub.add_parser("stats", parents=[common], help="what the index holds")
+    st.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", parents=[common], help="score quality on an evaluation set (FORMAT.md)")
+    ev.add_argument("set_dir", type=Path)
+    ev.add_argument("--out", type=Path, help="write the JSON report here")
+    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("-k", type=int, help="passages to read (default 5)")
+    ev.add_argument("--backend", default="extractive", choices=BACKENDS)
+    ev.add_argument("--min-hit5", type=float, help="exit 1 when Hit@5 is below this (a CI regression guard)")
+    ev.add_argument("--baseline", action="store_true", help="also score the textbook LangChain pipeline")
+
+    sv = sub.add_parser("serve", parents=[common], help="the web chat (Gradio) on http://127.0.0.1:7860")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=7860)
+    sv.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    sv.add_argument("--auth", metavar="USER:PASS", help="require this login (or set $QA_WEB_AUTH)")
+    sv.add_argument("--backend", choices=BACKENDS, help="default answer backend (changeable in the page)")
+    sv.add_argument("-k", type=int, help="passages to read (default 5)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    overrides = {"index_dir": args.index} if args.index else {}
+    if getattr(args, "k", None):
+        overrides["k"] = args.k
+    if args.vector_uri:
+        overrides["vector_uri"] = args.vector_uri
+    if getattr(args, "ray", None):
+        overrides["ray_address"] = args.ray
+    try:
+        settings = Settings(**overrides)
+        return COMMANDS[args.command](args, settings)
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+    except (QAError, ValueError, OSError) as exc:  # ours say what to do; the rest name what failed
+        print(f"qa: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.api import Assistant
+    from qa.sources.fetch import is_url
+
+    assistant = Assistant(settings)
+    urls = [p for p in args.paths if is_url(p)]
+    paths = [p for p in args.paths if not is_url(p)]
+    report = assistant.index(paths, sync=args.sync) if paths else None
+    if urls:
+        from qa.sources.feeds import index_urls
+
+        more = index_urls(urls, assistant.store(create=True), assistant.embedder, settings)
+        report = IndexReport.merge(report, more) if report else more
+    if not args.quiet:
+        from qa.sources.watch import report_lines
+
+        for line in report_lines(report):
+            print(line)
+    print(report.summary())
+    nothing_usable = report.rejected and not (report.changed or report.unchanged)
+    return 1 if nothing_usable else 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.api import Assistant
+    from qa.schema import Answer
+    from qa.store import Filters
+
+    filters = Filters(args.source, args.since, args.until)
+    stream = Assistant(settings).ask_stream(args.question, filters=filters, backend=args.backend)
+    answer, streamed = None, False
+    for item in stream:
+        if isinstance(item, Answer):
+            answer = item
+        elif not args.json and not args.no_stream and sys.stdout.isatty():
+            print(item, end="", flush=True)  # the model's words as they come; the checked answer follows
+            streamed = True
+    assert answer is not None
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    if streamed:
+        print("\n")
+        if answer.text.strip() != answer.generated_text.strip():
+            print("Checked against the sources:")
+    print(answer.to_markdown())
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.store import open_store
+
+    stats = open_store(settings).stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        stats["bytes"] = f"{stats['bytes'] / 1e6:.1f} MB"
+        width = max(map(len, stats))
+        for key, value in stats.items():
+            for i, line in enumerate((value or [""]) if isinstance(value, list) else [value]):
+                print(f"{key if i == 0 else '':<{width}}  {line}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.eval.evaluate import REPORT_KEYS, run_eval
+
+    report = run_eval(args.set_dir, settings, limit=args.limit, backend=args.backend)
+    base = None
+    if args.baseline:
+        from qa.eval.baseline import run_baseline
+
+        base = report["baseline"] = run_baseline(args.set_dir, settings, limit=args.limit)
+    print(f"{'metric':<26}{'ours':>10}" + (f"{'baseline':>10}" if base else ""))
+    for key in REPORT_KEYS:
+        print(f"{key:<26}{report[key]:>10.3f}" + (f"{base[key]:>10.3f}" if base else ""))
+    print(
+        f"{report['answerable']} answerable, {report['unanswerable']} unanswerable questions; "
+        f"backend {report['backend']}, k={report['k']}"
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    if args.min_hit5 is not None and report["hit@5"] < args.min_hit5:
+        print(f"qa: error: Hit@5 {report['hit@5']:.3f} is below the guard {args.min_hit5}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from qa.app.web import serve
+
+    auth = args.auth or os.environ.get("QA_WEB_AUTH", "")
+    if auth and ":" not in auth:
+        raise ValueError("--auth takes USER:PASS")
+    if args.backend:
+        settings = settings.model_copy(update={"backend": args.backend})
+    user, _, password = auth.partition(":")
+    serve(settings, host=args.host, port=args.port, share=args.share, auth=(user, password) if auth else None)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.sources.watch import parse_duration, watch
+
+    every_s = parse_duration(args.every) if args.every else None
+    watch(args.dirs, settings, feeds=args.feed, every_s=every_s, debounce_s=args.debounce)
+    return 0
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "ask": cmd_ask,
+    "stats": cmd_stats,
+    "eval": cmd_eval,
+    "serve": cmd_serve,
+    "watch": cmd_watch,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,393 @@
+"""The web chat: streaming cited answers, a sources panel, uploads indexed live, and an `/ask` API endpoint."""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+
+from qa.answer.generate import warm_up
+from qa.answer.llm import chat_model
+from qa.api import Assistant
+from qa.errors import QAError
+from qa.schema import Answer, Citation, IndexReport, Passage, Rejection
+from qa.settings import BACKENDS, Settings
+from qa.sources.ingest import SUPPORTED
+from qa.store import IndexMissing
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "Why did Russia decline?",
+    "Which countries are expected to attend the Paris meeting?",
+    "What were the Paris talks designed to do?",
+    "Who won the 2010 World Cup?",
+]
+MAX_FILES = 20  # per upload
+ASK_CONCURRENCY = 4  # questions answered at once (the rest wait in the queue, nobody blocks the page)
+STATS_EVERY_S = 5.0  # the index stats refresh this often (another process, e.g. `qa watch`, may add articles)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_INLINE_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|~$])")
+_LINE_START_SPECIAL = re.compile(r"^(\s*\d*)([#>+=.)-])", re.MULTILINE)  # headings, quotes, lists, rules
+_MARKER = re.compile(r"\\\[(\d{1,3})\\\]")
+EMPTY_PANEL = (
+    '<div class="sources"><div class="title">Sources</div><div class="empty">Ask a question: the passages '
+    "behind the answer appear here, the quoted words highlighted. Click an earlier answer to see its sources "
+    "again.</div></div>"
+)
+# Gradio 6.31 ships Source Sans Pro SemiBold as a 5 KB subset, so bold text mixes fonts: use the full Bold.
+THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "system-ui", "sans-serif"))
+WAIT = "Reading the articles…"
+PANEL_CSS = """
+.sources { display: flex; flex-direction: column; gap: 10px; font-size: 14px; line-height: 1.5; }
+.title { font-weight: 600; font-size: 15px; }
+.card { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px;
+        background: var(--background-fill-secondary); }
+.head { font-weight: 600; }
+.head a { color: inherit; }
+.n { color: var(--color-accent); margin-right: 6px; }
+.meta { color: var(--body-text-color-subdued); font-size: 12px; margin: 2px 0 6px; }
+.passage { margin: 0; padding-left: 10px; border-left: 3px solid var(--border-color-accent); white-space: pre-line; }
+mark { background: #fde68a; color: #1f2937; padding: 0 2px; border-radius: 3px; }
+mark sup { font-weight: 700; margin-left: 2px; }
+.empty, .note { color: var(--body-text-color-subdued); }
+.error { color: var(--error-text-color, #b91c1c); }
+"""
+
+
+# -- rendering (everything from articles and users is escaped) ----------------------------------------------
+def md_escape(text: str) -> str:
+    """Text shown literally by the Markdown renderer: no HTML, links, images, emphasis or LaTeX from it."""
+    escaped = _INLINE_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    return _LINE_START_SPECIAL.sub(r"\1\\\2", escaped)
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The chat bubble: the answer with its [n] markers as superscripts; an abstention reads as one."""
+    if answer.abstained:
+        return f"ℹ️ *{md_escape(answer.text)}*"
+    return _MARKER.sub(r"<sup>[\1]</sup>", md_escape(answer.text))
+
+
+def error_markdown(exc: BaseException) -> str:
+    hint = " Upload articles below to create the index." if isinstance(exc, IndexMissing) else ""
+    return f"⚠️ **Could not answer:** {md_escape(str(exc) or type(exc).__name__)}{md_escape(hint)}"
+
+
+def _where(c: Citation) -> str:
+    """The outlet, url or file name, never a server path."""
+    if c.source and "://" not in c.source and ("/" in c.source or "\\" in c.source):
+        return Path(c.source.replace("\\", "/")).name
+    return c.source or c.url
+
+
+def _highlight(text: str, spans: list[tuple[int, int, int]]) -> str:
+    """Escape `text`, wrapping each (start, end, n) span in <mark> with its number."""
+    out, pos = [], 0
+    for start, end, n in sorted(spans):
+        if start < pos:  # overlaps a span already marked
+            continue
+        out += [html.escape(text[pos:start]), f"<mark>{html.escape(text[start:end])}<sup>{n}</sup></mark>"]
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def _card(citations: list[Citation], passage: Passage | None) -> str:
+    c = citations[0]
+    spans = []
+    if passage is not None:
+        for cit in citations:
+            start, end = cit.start - passage.start, cit.end - passage.start
+            if 0 <= start <= end <= len(passage.text) and passage.text[start:end] == cit.quote:
+                spans.append((start, end, cit.n))
+    if passage is not None and spans:
+        lead = len(passage.text) - len(passage.text.lstrip())
+        body = _highlight(passage.text.strip(), [(a - lead, b - lead, n) for a, b, n in spans])
+    else:  # the quote alone
+        body = " … ".join(_highlight(cit.quote, [(0, len(cit.quote), cit.n)]) for cit in citations)
+    title = html.escape(c.title or c.article_id)
+    if c.url.startswith(("http://", "https://")):
+        title = f'<a href="{html.escape(c.url)}" target="_blank" rel="noopener noreferrer nofollow">{title}</a>'
+    numbers = "".join(f"[{cit.n}]" for cit in citations)
+    meta = " · ".join(html.escape(x) for x in (c.published, _where(c)) if x)
+    return (
+        f'<div class="card"><div class="head"><span class="n">{numbers}</span>{title}</div>'
+        f'<div class="meta">{meta}</div><div class="passage">{body}</div></div>'
+    )
+
+
+def sources_html(answer: Answer) -> str:
+    """The sources panel for one answer: one card per cited passage, the cited spans highlighted."""
+    head = f'<div class="title">Sources for “{html.escape(answer.question)}”</div>'
+    if answer.abstained or not answer.citations:
+        why = (
+            f"No indexed passage supports an answer well enough (best support {answer.support:.2f}). "
+            "Try other words, or add articles that cover it."
+        )
+        return f'<div class="sources">{head}<div class="note">{html.escape(why)}</div></div>'
+    passages = {p.chunk_id: p for p in answer.passages}
+    groups: dict[str, list[Citation]] = {}
+    for c in answer.citations:
+        groups.setdefault(c.chunk_id if c.chunk_id in passages else f"{c.chunk_id}#{c.n}", []).append(c)
+    cards = [_card(group, passages.get(group[0].chunk_id)) for group in groups.values()]
+    notes = "".join(f'<div class="note">Citation check: {html.escape(n)}</div>' for n in answer.notes)
+    return f'<div class="sources">{head}{"".join(cards)}{notes}</div>'
+
+
+def stats_markdown(assistant: Assistant) -> str:
+    try:
+        s = assistant.stats()
+    except IndexMissing:
+        return "**Index:** empty — upload articles to create it."
+    except (RuntimeError, ValueError, OSError) as exc:
+        return f"**Index:** unavailable ({md_escape(str(exc))})"
+    return (
+        f"**Index:** {_count(s['articles'], 'article')} · {_count(s['chunks'], 'chunk')} · "
+        f"last update {md_escape(s['updated_at'] or 'never')} · newest article {md_escape(s['newest_article'] or '–')}"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# -- uploads -------------------------------------------------------------------------------------------------
+def safe_name(name: str) -> str:
+    """A plain file name for an upload, or ValueError: no folders, no `..`, only [A-Za-z0-9._-]."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if base in ("", ".", "..") or "\x00" in base:
+        raise ValueError("unsafe file name")
+    clean = _UNSAFE.sub("_", base).lstrip("._-")[:120]
+    if not clean or Path(clean).suffix.lower() not in SUPPORTED:
+        raise ValueError(f"unsupported file type (use {', '.join(sorted(SUPPORTED))})")
+    return clean
+
+
+def save_uploads(paths: list[str], folder: Path, max_bytes: int) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Copy accepted uploads into `folder`; returns the saved paths and (name, reason) for the refused ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    refused: list[tuple[str, str]] = []
+    for i, path in enumerate(paths):
+        name = Path(path).name
+        try:
+            if i >= MAX_FILES:
+                raise ValueError(f"more than {MAX_FILES} files in one upload")
+            target = folder / safe_name(name)
+            if target.resolve().parent != folder.resolve():
+                raise ValueError("unsafe file name")
+            size = Path(path).stat().st_size
+            if size > max_bytes:
+                raise ValueError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+            shutil.copyfile(path, target)
+            saved.append(target)
+        except (ValueError, OSError) as exc:
+            refused.append((name, str(exc)))
+    return saved, refused
+
+
+def report_markdown(report: IndexReport) -> str:
+    """The upload's report as Markdown (every name and reason escaped)."""
+    lines = [f"**Indexed:** {report.counts()}"]
+    lines += [f"- {what}: {md_escape(item)}" for what, item in report.lines()]
+    return "\n".join(lines)
+
+
+# -- the app -------------------------------------------------------------------------------------------------
+def _history(turns: list[dict]) -> list[dict[str, str]]:
+    pairs = (({"role": "user", "content": t["q"]}, {"role": "assistant", "content": t["a"]}) for t in turns)
+    return [m for t, pair in zip(turns, pairs, strict=True) if not t["error"] for m in pair]
+
+
+def _chat(turns: list[dict], pending: str | None = None) -> list[dict[str, str]]:
+    messages = [m for t in turns for m in ({"role": "user", "content": md_escape(t["q"])}, t["bubble"])]
+    return messages + ([{"role": "user", "content": md_escape(pending)}] if pending else [])
+
+
+def respond(assistant: Assistant, question: str, turns: list[dict], backend: str, k: float) -> Iterator[tuple]:
+    """One chat turn: stream the answer into the chat, then its sources; errors become a chat message."""
+    if not question:
+        yield gr.skip(), gr.skip(), gr.skip()
+        return
+    bubble = {"role": "assistant", "content": ""}
+    chat = [*_chat(turns, question), bubble]
+    text, answer = "", None
+    try:
+        for item in assistant.ask_stream(question, k=int(k), history=_history(turns), backend=backend):
+            if isinstance(item, Answer):
+                answer = item
+            else:
+                text += item
+                bubble["content"] = _MARKER.sub(r"<sup>[\1]</sup>", md_escape(text))
+                yield chat, gr.skip(), gr.skip()
+        assert answer is not None, "the answer stream ended without an answer"
+        bubble["content"] = answer_markdown(answer)
+        turn = {"q": question, "a": answer.text, "bubble": bubble, "sources": sources_html(answer), "error": False}
+    except Exception as exc:  # shown in the chat; the app keeps serving
+        log.warning("question %r failed", question, exc_info=True)
+        bubble["content"] = error_markdown(exc)
+        panel = f'<div class="sources"><div class="error">{html.escape(str(exc))}</div></div>'
+        turn = {"q": question, "a": "", "bubble": bubble, "sources": panel, "error": True}
+    turns = [*turns, turn]
+    yield chat, turns, turn["sources"]
+
+
+def create_app(assistant: Assistant) -> gr.Blocks:
+    """The Gradio app over `assistant`'s index (queue configured; launch it, or use `serve`)."""
+    settings = assistant.settings
+
+    def take_question(question: str, turns: list[dict]) -> tuple[str, list, str, str]:
+        question = (question or "").strip()
+        panel = f'<div class="sources"><div class="title">Sources</div><div class="empty">{WAIT}</div></div>'
+        return "", _chat(turns, question), question, panel if question else gr.skip()
+
+    def show_sources(turns: list[dict], evt: gr.SelectData) -> str:
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return turns[index // 2]["sources"] if 0 <= index // 2 < len(turns) else gr.skip()
+
+    def upload(paths: list[str] | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
+        """Index uploaded articles (saved under <index>/uploads); returns the report and the new stats."""
+        if not paths:
+            return "No files received.", stats_markdown(assistant), None
+        progress(0.05, desc="Saving files")
+        folder = (settings.index_dir / "uploads").resolve()
+        saved, refused = save_uploads(list(paths), folder, settings.max_file_bytes)
+        shown = IndexReport(rejected=[Rejection(name, reason) for name, reason in refused])
+        if saved:
+            progress(0.2, desc=f"Indexing {len(saved)} file(s)")
+            try:
+                report = assistant.index(saved)
+            except (QAError, ValueError, OSError) as exc:
+                return f"⚠️ **Indexing failed:** {md_escape(str(exc))}", stats_markdown(assistant), None
+            hide = f"{folder}{os.sep}"  # show file names, not server paths
+            shown.added = [a.replace(hide, "") for a in report.added]
+            shown.updated = [u.replace(hide, "") for u in report.updated]
+            shown.unchanged = report.unchanged
+            shown.rejected += [Rejection(Path(r.source).name, r.reason) for r in report.rejected]
+        return report_markdown(shown), stats_markdown(assistant), None
+
+    def ask(question: str, history: list[dict[str, str]] | None = None, backend: str = "", k: int = 0) -> dict:
+        """Answer `question` from the indexed articles: the JSON of `qa ask --json` (text, citations, ...)."""
+        try:
+            k = min(max(k, 1), 50) if k else None
+            return assistant.ask(question, k=k, history=history or None, backend=backend or None).to_dict()
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise gr.Error(str(exc)) from exc
+
+    with gr.Blocks(title="news-qa", analytics_enabled=False) as app:
+        gr.Markdown("## news-qa · ask the news\nAnswers quote the articles, every sentence cited [n].")
+        turns = gr.State([])
+        pending = gr.State("")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chat = gr.Chatbot(
+                    label="Chat",
+                    elem_id="chat",
+                    height=460,
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    buttons=["copy"],
+                    placeholder="Ask about the indexed articles, or pick an example below.",
+                )
+                question = gr.Textbox(
+                    show_label=False,
+                    placeholder="Ask a question…",
+                    elem_id="question",
+                    submit_btn="Ask",
+                    max_length=1000,
+                    autofocus=True,
+                )
+                examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples", api_visibility="private")
+            with gr.Column(scale=2):
+                sources = gr.HTML(EMPTY_PANEL, css_template=PANEL_CSS, js_on_load=None, elem_id="sources")
+        with gr.Accordion("Articles and settings", open=True), gr.Row():
+            with gr.Column(scale=3):
+                files = gr.File(
+                    label="Add articles",
+                    elem_id="upload",
+                    file_count="multiple",
+                    height=120,
+                )
+                gr.Markdown(
+                    f"{', '.join(sorted(SUPPORTED))} · up to {MAX_FILES} files of {settings.max_file_mb:g} MB each; "
+                    "indexed right away, no restart needed.",
+                )
+                report = gr.Markdown(label="Upload report", elem_id="upload-report")
+            with gr.Column(scale=2):
+                stats = gr.Markdown(stats_markdown(assistant), label="Index", elem_id="index-stats")
+                backend = gr.Dropdown(list(BACKENDS), value=settings.backend, label="Answer backend")
+                k = gr.Slider(1, 20, value=settings.k, step=1, label="Passages to read (k)")
+
+        for start in (question.submit, examples.load_input_event.then):  # typing Enter, or clicking an example
+            start(
+                take_question,
+                [question, turns],
+                [question, chat, pending, sources],
+                queue=False,
+                api_visibility="private",
+            ).then(
+                partial(respond, assistant),
+                [pending, turns, backend, k],
+                [chat, turns, sources],
+                concurrency_limit=ASK_CONCURRENCY,
+                concurrency_id="ask",
+                show_progress="minimal",
+                api_visibility="private",
+            )
+        chat.select(show_sources, [turns], [sources], queue=False, api_visibility="private")
+        chat.clear(lambda: ([], EMPTY_PANEL), None, [turns, sources], queue=False, api_visibility="private")
+        files.upload(
+            upload, [files], [report, stats, files], api_name="upload", concurrency_limit=1, concurrency_id="index"
+        )
+        app.load(lambda: stats_markdown(assistant), None, [stats], queue=False, api_visibility="private")
+        gr.Timer(STATS_EVERY_S).tick(
+            lambda: stats_markdown(assistant), None, [stats], queue=False, api_visibility="private"
+        )
+        gr.api(ask, api_name="ask", concurrency_limit=ASK_CONCURRENCY, concurrency_id="ask")
+    app.queue(max_size=256, default_concurrency_limit=ASK_CONCURRENCY)
+    return app
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    auth: tuple[str, str] | None = None,
+    block: bool = True,
+) -> gr.Blocks:
+    """Start the web chat on http://host:port (blocks unless `block=False`; then `.close()` the returned app)."""
+    assistant = Assistant(settings)
+    _ = assistant.embedder  # load the models before the first question, not during it
+    if settings.backend != "extractive":
+        try:
+            model = chat_model(settings, settings.backend)
+        except Exception as exc:  # the chat shows the error on each question; the app keeps serving
+            log.warning("answer backend %s is not available: %s", settings.backend, exc)
+        else:
+            if settings.backend == "llamacpp":  # a local model: evaluate the system prompt now, once
+                try:
+                    warm_up(model)
+                except Exception as exc:  # only the first answer is slower
+                    log.warning("could not pre-evaluate the system prompt: %s", exc)
+    app = create_app(assistant)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        auth=auth,
+        max_file_size=settings.max_file_bytes,
+        theme=THEME,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        footer_links=["api"],
+    )
+    return app

@@ -1,0 +1,1 @@
+"""`qa eval`: scoring on evaluation sets (shared/eval/FORMAT.md) and the textbook LangChain baseline."""

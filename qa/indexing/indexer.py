@@ -1,0 +1,282 @@
+"""The index pipeline: ingest -> diff against the store -> chunk -> embed -> commit, embedding only what changed.
+
+Unchanged files are recognised by size and mtime without being read; changed files are parsed and their
+articles compared by content hash, so re-indexing an unchanged corpus embeds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from qa.indexing.chunk import chunk_article
+from qa.indexing.embed import Embedder
+from qa.schema import Article, Chunk, IndexReport, Rejection
+from qa.settings import Settings
+from qa.sources.ingest import IngestError, discover, load_file
+from qa.store import FileStamp, Upsert, VectorStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _FileWork:
+    """What one file changes: articles to (re)embed, article ids to drop, and its new stamp."""
+
+    path: str
+    stamp: FileStamp | None
+    upserts: list[Article] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    forget_files: list[str] = field(default_factory=list)  # paths whose files are gone (sync)
+
+
+def label(article: Article) -> str:
+    return f"{article.title or article.id} ({article.url or article.origin or article.source})"
+
+
+def index_paths(
+    paths: Iterable[str | Path],
+    store: VectorStore,
+    embedder: Embedder,
+    settings: Settings,
+    sync: bool = False,
+    sync_under: Sequence[str | Path] | None = None,
+) -> IndexReport:
+    """Bring the store up to date with `paths`; with `sync`, also drop articles whose files are gone
+    (only files under the folders `sync_under`, when given)."""
+    started = time.perf_counter()
+    report = IndexReport()
+    with store.write_lock(settings.lock_timeout_s):
+        files, rejected = discover(paths)
+        report.rejected += rejected
+        # Sync first: a file that moved is then re-added under its new name, not refused as a duplicate.
+        gone = _plan_sync(store, report, sync_under) if sync else _FileWork(path="", stamp=None)
+        work = [gone, *_plan_files(files, store, settings, report, set(gone.deletes))]
+        report.chunks_embedded = _embed_and_commit(work, store, embedder, settings)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def index_articles(
+    articles: Sequence[Article],
+    store: VectorStore,
+    embedder: Embedder,
+    settings: Settings,
+    origin: str = "",
+    keep: Iterable[str] = (),
+) -> IndexReport:
+    """Index articles that did not come from files (feeds, API callers), with the same diffing. With `origin`
+    (a feed URL), `articles` are all that origin holds now: its other indexed articles are removed, except
+    the ids in `keep` (entries still there that could not be loaded this time)."""
+    started = time.perf_counter()
+    report = IndexReport()
+    with store.write_lock(settings.lock_timeout_s):
+        work = _FileWork(path="", stamp=None)
+        known = store.article_hashes()
+        kept = set(_diff(articles, known, _hash_owners(known), work, report, set())) | set(keep)
+        for gone in sorted(aid for aid, (_, where) in known.items() if origin and where == origin and aid not in kept):
+            work.deletes.append(gone)
+            report.removed.append(gone)
+        report.chunks_embedded = _embed_and_commit([work], store, embedder, settings)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _hash_owners(known: dict[str, tuple[str, str]]) -> dict[str, str]:
+    return {content_hash: aid for aid, (content_hash, _) in known.items()}
+
+
+def _plan_files(
+    files: list[Path], store: VectorStore, settings: Settings, report: IndexReport, gone: set[str]
+) -> list[_FileWork]:
+    stamps = store.file_stamps()
+    known = {aid: v for aid, v in store.article_hashes().items() if aid not in gone}
+    max_bytes = settings.max_file_bytes
+    # Read every changed file first, so the duplicate check below knows which indexed texts this run replaces.
+    loaded: list[tuple[str, os.stat_result, FileStamp | None, list[Article] | None]] = []
+    for path in files:
+        key = str(path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            report.rejected.append(Rejection(key, f"cannot read: {exc.strerror}"))
+            continue
+        old = stamps.get(key)
+        if old and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            loaded.append((key, st, old, None))
+            continue
+        try:
+            articles, bad = load_file(path, max_bytes)
+        except (IngestError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, IngestError) else f"cannot read: {exc}"
+            if old:
+                reason += " (the version indexed before is kept)"
+            report.rejected.append(Rejection(key, reason))
+            continue
+        report.rejected += bad
+        loaded.append((key, st, old, articles))
+
+    def previous(key: str, old: FileStamp | None) -> set[str]:
+        return set(old.article_ids) if old else {a for a, (_, origin) in known.items() if origin == key}
+
+    # A text whose article changes or leaves its file in this run is free: another file may take it (contents
+    # swapped or moved between files), instead of being refused as a duplicate of a text that is going away.
+    new_hash = {a.id: a.content_hash for *_, articles in loaded for a in articles or ()}
+    leaving = {aid for key, _, old, articles in loaded if articles is not None for aid in previous(key, old)}
+    freed = {aid for aid in leaving | set(new_hash) if aid in known and new_hash.get(aid) != known[aid][0]}
+    owners = _hash_owners({aid: v for aid, v in known.items() if aid not in freed})
+    seen_ids: set[str] = set()
+    plan: list[_FileWork] = []
+    for key, st, old, articles in loaded:
+        if articles is None:  # unchanged since it was indexed
+            report.unchanged += list(old.article_ids)
+            seen_ids.update(old.article_ids)
+            continue
+        work = _FileWork(path=key, stamp=None)
+        kept = _diff(articles, known, owners, work, report, seen_ids)
+        for gone in sorted(previous(key, old) - set(kept)):
+            if gone in known and gone not in seen_ids:
+                work.deletes.append(gone)
+                report.removed.append(gone)
+        # A file with a refused duplicate gets no stamp, so it is read again next time: once the twin it
+        # duplicates is gone, its text is indexed instead of being skipped as unchanged forever.
+        if len(kept) == len(articles):
+            work.stamp = FileStamp(st.st_size, st.st_mtime_ns, tuple(kept))
+        plan.append(work)
+    return plan
+
+
+def _diff(
+    articles: Iterable[Article],
+    known: dict[str, tuple[str, str]],
+    by_hash: dict[str, str],
+    work: _FileWork,
+    report: IndexReport,
+    seen_ids: set[str],
+) -> list[str]:
+    """Sort articles into added / updated / unchanged / duplicate; returns the ids this source now holds.
+    `by_hash` (content hash -> article id) is shared by the whole run, so copies across files are caught."""
+    kept: list[str] = []
+    for article in articles:
+        if article.id in seen_ids:
+            report.rejected.append(Rejection(label(article), f"duplicate id '{article.id}' in this run"))
+            continue
+        twin = by_hash.get(article.content_hash)
+        if twin is not None and twin != article.id:
+            report.rejected.append(Rejection(label(article), f"duplicate of already indexed article '{twin}'"))
+            continue
+        seen_ids.add(article.id)
+        by_hash[article.content_hash] = article.id
+        kept.append(article.id)
+        old = known.get(article.id)
+        if old is None:
+            report.added.append(label(article))
+        elif old[0] != article.content_hash:
+            report.updated.append(label(article))
+        else:
+            report.unchanged.append(article.id)
+            continue
+        work.upserts.append(article)
+    return kept
+
+
+def _plan_sync(store: VectorStore, report: IndexReport, under: Sequence[str | Path] | None = None) -> _FileWork:
+    """Drop the articles of indexed files that no longer exist (under the folders `under`, when given)."""
+    work = _FileWork(path="", stamp=None)
+    stamps = store.file_stamps()
+    roots = [Path(r).expanduser().resolve() for r in under or ()]
+    for path, stamp in stamps.items():
+        if roots and not any(Path(path).is_relative_to(r) for r in roots):
+            continue
+        if not Path(path).exists():
+            work.deletes += list(stamp.article_ids)
+            report.removed += list(stamp.article_ids)
+            work.forget_files.append(path)
+    return work
+
+
+def _embed_and_commit(work: list[_FileWork], store: VectorStore, embedder: Embedder, settings: Settings) -> int:
+    """Chunk and embed the changed articles and commit file by file in batches, so a crash loses little."""
+    articles = [a for w in work for a in w.upserts]
+    if settings.ray_address and articles:  # chunk and embed on a Ray cluster instead (qa/distributed.py)
+        from qa.indexing.distributed import ray_embedder
+
+        embedder = ray_embedder(settings)
+        chunks = embedder.chunk(articles, settings.chunk_chars, settings.chunk_overlap_chars)
+    else:
+        chunks = [chunk_article(a, settings.chunk_chars, settings.chunk_overlap_chars) for a in articles]
+    chunked: dict[str, list[Chunk]] = {a.id: c for a, c in zip(articles, chunks, strict=True)}
+    total = sum(len(c) for c in chunked.values())
+    bar = tqdm(total=total, unit="chunk", desc="embedding", disable=None if total else True, leave=False)
+    embedded = 0
+    batch: list[_FileWork] = []
+    pending = 0
+    for i, item in enumerate(work):
+        batch.append(item)
+        pending += sum(len(chunked[a.id]) for a in item.upserts)
+        if pending >= settings.commit_every_chunks or i == len(work) - 1:
+            embedded += _commit_batch(batch, chunked, store, embedder, bar)
+            batch, pending = [], 0
+    bar.close()
+    return embedded
+
+
+def _commit_batch(
+    batch: list[_FileWork], chunked: dict[str, list[Chunk]], store: VectorStore, embedder: Embedder, bar: tqdm
+) -> int:
+    upserts = []
+    texts: list[str] = []
+    spans: list[list[tuple[int, int]]] = []
+    for item in batch:
+        for article in item.upserts:
+            for chunk in chunked[article.id]:
+                text, sentence_spans = embed_text(article, chunk)
+                texts.append(text)
+                spans.append(sentence_spans)
+    vectors, sentence_vectors = _encode_with_progress(embedder, texts, spans, bar)
+    offset = 0
+    for item in batch:
+        for article in item.upserts:
+            chunks = chunked[article.id]
+            end = offset + len(chunks)
+            upserts.append(Upsert(article, chunks, vectors[offset:end], sentence_vectors[offset:end]))
+            offset = end
+    deletes = [aid for item in batch for aid in item.deletes]
+    files: dict[str, FileStamp | None] = {item.path: item.stamp for item in batch if item.path}
+    files |= {path: None for item in batch for path in item.forget_files}
+    if upserts or deletes or files:
+        store.commit(upserts, deletes, files, embedder.name)
+    return len(texts)
+
+
+def embed_text(article: Article, chunk: Chunk) -> tuple[str, list[tuple[int, int]]]:
+    """What gets embedded (the headline gives each chunk the article's context), and where in it each of the
+    chunk's sentences is."""
+    prefix = f"{article.title}\n" if article.title else ""
+    shift = len(prefix) - chunk.start
+    return prefix + chunk.text, [(start + shift, end + shift) for start, end in chunk.sentences]
+
+
+def _encode_with_progress(
+    embedder: Embedder, texts: list[str], spans: list[list[tuple[int, int]]], bar: tqdm
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Encode in length order (little padding per batch, as one big encode call would) with steady progress:
+    chunk vectors, and per chunk its sentence vectors."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    sentence_vectors: list[np.ndarray] = [out[:0]] * len(texts)
+    step = embedder.batch_size * 4
+    for start in range(0, len(order), step):
+        ids = order[start : start + step]
+        out[ids], per_chunk = embedder.encode_chunks([texts[i] for i in ids], [spans[i] for i in ids])
+        for i, vectors in zip(ids, per_chunk, strict=True):
+            sentence_vectors[i] = vectors
+        bar.update(len(ids))
+    return out, sentence_vectors

@@ -1,0 +1,247 @@
+"""Web sources: RSS/Atom feeds (feedparser) and plain article pages in, Articles out; failures become Rejections.
+
+A feed is treated like a file that holds several articles: each entry becomes an article (title, link,
+published date, source) whose id comes from its link, and an entry that left the feed is removed from the
+index. A feed that cannot be fetched or parsed removes nothing. An entry that carries only a summary gets the
+text of its linked page, extracted like an .html file. Entries seen before (same link, same entry content)
+whose article is still in the index are skipped without fetching anything (remembered in <index>/feeds.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from qa.indexing.embed import Embedder
+from qa.schema import Article, IndexReport, Rejection
+from qa.settings import Settings
+from qa.sources.fetch import FEED_TYPES, HTML_TYPES, MAX_BYTES, MAX_REDIRECTS, TIMEOUT_S, fetch, is_url
+from qa.sources.ingest import IngestError, html_to_article, id_for, make_article
+from qa.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+SEEN_FILE = "feeds.json"  # in the index folder: what each feed's entries looked like when last indexed
+PLAIN_TYPES = frozenset({"text/plain"})  # some servers send feeds as text/plain
+_FEED_START = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(rss|feed|rdf:RDF)\b", re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+@dataclass
+class Limits:
+    """How patient and how greedy one download may be (see qa.sources.fetch)."""
+
+    timeout_s: float = TIMEOUT_S
+    max_bytes: int = MAX_BYTES
+    max_redirects: int = MAX_REDIRECTS
+
+    @classmethod
+    def of(cls, settings: Settings, **overrides) -> Limits:
+        limits = {"max_bytes": settings.max_file_bytes, "timeout_s": settings.fetch_timeout_s}
+        return cls(**(limits | {"max_redirects": settings.fetch_max_redirects} | overrides))
+
+
+@dataclass
+class Loaded:
+    """What one URL holds now. `present` are the ids of entries still in the feed (also those that failed to
+    load this time, whose indexed version is kept); `origin` is the feed URL for a feed, "" for a page."""
+
+    url: str
+    kind: str = ""  # "feed", "page" or "" (nothing usable)
+    articles: list[Article] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # seen before and unchanged: not fetched again
+    origin: str = ""
+    seen: dict[str, dict[str, str]] = field(default_factory=dict)  # link -> {"entry", "id", "hash"}
+
+
+def load_url(
+    url: str,
+    limits: Limits | None = None,
+    known: dict[str, tuple[str, str]] | None = None,
+    seen: dict[str, dict[str, str]] | None = None,
+) -> Loaded:
+    """Fetch `url` and turn it into articles: a feed with entries, else an article page. Never raises for
+    what the network or the page does; every problem is a Rejection with the reason."""
+    limits = limits or Limits()
+    out = Loaded(url=url)
+    got = fetch(
+        url,
+        accept=HTML_TYPES | FEED_TYPES | PLAIN_TYPES,
+        timeout_s=limits.timeout_s,
+        max_bytes=limits.max_bytes,
+        max_redirects=limits.max_redirects,
+    )
+    if not got.ok:
+        out.rejected.append(Rejection(url, got.error))
+        return out
+    if got.content_type in FEED_TYPES or _FEED_START.match(got.body[:4096]):
+        import feedparser  # only when a feed is seen
+
+        headers = {"content-type": got.content_type or "application/xml", "content-location": got.final_url}
+        parsed = feedparser.parse(got.body, response_headers=headers)
+        if parsed.get("version") or parsed.entries:
+            if not parsed.entries:
+                out.rejected.append(Rejection(url, "the feed has no entries (nothing indexed, nothing removed)"))
+                return out
+            out.kind, out.origin = "feed", url
+            _load_entries(parsed, out, limits, known or {}, seen or {})
+            return out
+        if got.content_type in FEED_TYPES:
+            why = parsed.get("bozo_exception") or "no feed elements found"
+            out.rejected.append(Rejection(url, f"not a valid RSS or Atom feed ({why})"))
+            return out
+    if got.content_type not in HTML_TYPES and (got.content_type in PLAIN_TYPES or not _looks_like_html(got.body)):
+        kind = got.content_type or "unknown content type"
+        out.rejected.append(Rejection(url, f"not an HTML page or a feed ({kind})"))
+        return out
+    try:
+        out.articles.append(html_to_article(got.text(), origin=url, url=url))
+        out.kind = "page"
+    except IngestError as exc:
+        out.rejected.append(Rejection(url, str(exc)))
+    return out
+
+
+def _looks_like_html(body: bytes) -> bool:
+    head = body[:4096].lower()
+    return any(tag in head for tag in (b"<html", b"<body", b"<p", b"<div", b"<article", b"<!doctype html"))
+
+
+def _load_entries(parsed, out: Loaded, limits: Limits, known: dict, seen: dict) -> None:
+    feed_title = _plain(parsed.feed.get("title", ""))
+    for n, entry in enumerate(parsed.entries, start=1):
+        link = entry.get("link") or ""
+        key = link or entry.get("id") or f"{out.url}#{n}"
+        where = link or f"{out.url} entry {n}"
+        title = _plain(entry.get("title", ""))
+        content = [c.get("value", "") for c in entry.get("content") or [] if c.get("value", "").strip()]
+        summary = entry.get("summary", "") or ""
+        published = entry.get("published") or entry.get("updated") or ""
+        source = _plain((entry.get("source") or {}).get("title", "")) or feed_title or urlsplit(out.url).hostname
+        aid = id_for(key)
+        out.present.append(aid)
+        entry_hash = _digest(key, title, published, source, summary, *content)
+        before = seen.get(key)
+        if before and before.get("entry") == entry_hash and known.get(aid, ("",))[0] == before.get("hash"):
+            out.skipped.append(aid)
+            out.seen[key] = before
+            continue
+        try:
+            if content:
+                text = _html_text("\n".join(content), out.url, link)
+            elif is_url(link):
+                page = fetch(
+                    link,
+                    accept=HTML_TYPES,
+                    timeout_s=limits.timeout_s,
+                    max_bytes=limits.max_bytes,
+                    max_redirects=limits.max_redirects,
+                    origin=out.url,
+                )
+                if not page.ok:
+                    raise IngestError(f"only a summary in the feed, and its page failed: {page.error}")
+                extracted = html_to_article(page.text(), origin=out.url, url=link)
+                text = extracted.text
+                title = title or extracted.title
+                published = published or extracted.published
+            elif summary.strip():
+                text = _html_text(summary, out.url, link)
+            else:
+                raise IngestError("entry has no text and no link")
+            article = make_article(
+                title=title,
+                text=text,
+                source=source or "",
+                origin=out.origin,
+                key=key,
+                url=link,
+                published=published,
+            )
+        except IngestError as exc:
+            reason = str(exc)
+            if aid in known:
+                reason += " (the version indexed before is kept)"
+            out.rejected.append(Rejection(where, reason))
+            continue
+        out.articles.append(article)
+        out.seen[key] = {"entry": entry_hash, "id": article.id, "hash": article.content_hash}
+
+
+def _html_text(fragment: str, origin: str, url: str) -> str:
+    """The text of an HTML fragment from a feed (plain text passes through)."""
+    if not _TAG.search(fragment):
+        return html.unescape(fragment).strip()
+    try:
+        return html_to_article(f"<html><body><article>{fragment}</article></body></html>", origin, url).text
+    except IngestError:
+        text = html.unescape(_TAG.sub(" ", fragment))
+        text = re.sub(r"[ \t]+", " ", text).strip()
+        if not text:
+            raise
+        return text
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(_TAG.sub("", text or ""))).strip()
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+# -- indexing ------------------------------------------------------------------------------------------------
+def index_url(
+    url: str, store: VectorStore, embedder: Embedder, settings: Settings, limits: Limits | None = None
+) -> IndexReport:
+    """Bring the index up to date with one feed or page: new and edited entries are (re)embedded, entries that
+    left the feed are removed, and every failure is a rejection with its reason."""
+    from qa.indexing.indexer import index_articles
+
+    limits = limits or Limits.of(settings)
+    feeds = _read_seen(store.path)
+    loaded = load_url(url, limits, store.article_hashes(), feeds.get(url, {}))
+    if loaded.kind == "feed":
+        report = index_articles(loaded.articles, store, embedder, settings, origin=url, keep=loaded.present)
+    elif loaded.articles:
+        report = index_articles(loaded.articles, store, embedder, settings)
+    else:
+        report = IndexReport()
+    report.unchanged += loaded.skipped
+    report.rejected = loaded.rejected + report.rejected
+    if loaded.kind == "feed":
+        now = store.article_hashes()  # remember only what the index really holds (not duplicates, say)
+        feeds[url] = {link: s for link, s in loaded.seen.items() if now.get(s["id"], ("",))[0] == s["hash"]}
+        _write_seen(store.path, feeds)
+    return report
+
+
+def index_urls(
+    urls: list[str], store: VectorStore, embedder: Embedder, settings: Settings, limits: Limits | None = None
+) -> IndexReport:
+    return IndexReport.merge(*(index_url(u, store, embedder, settings, limits) for u in urls))
+
+
+def _read_seen(index_dir: Path) -> dict[str, dict[str, dict[str, str]]]:
+    try:
+        data = json.loads((index_dir / SEEN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a missing or damaged cache only costs fetching again
+    return data if isinstance(data, dict) else {}
+
+
+def _write_seen(index_dir: Path, feeds: dict) -> None:
+    target = index_dir / SEEN_FILE
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(feeds, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, target)

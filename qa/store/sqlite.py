@@ -1,0 +1,358 @@
+"""Stage 4: the persisted index. SQLite holds articles, chunks, their vectors, a BM25 (FTS5) index, file stamps
+and the generation; a VectorIndex (FAISS files by default, or Milvus) searches the vectors. Nothing is unpickled.
+
+Layout of the index folder:
+    qa.sqlite             articles, chunks (+ float32 vectors, float16 sentence vectors), fts, files,
+                          meta(generation, dim, the vector index's checksums)
+    index.lock            held by the one writer
+    (the vector index's own files, e.g. faiss-<gen>.index)
+
+A commit runs in one SQLite write transaction: rows change, the vector index stages the next generation where
+readers of the current one do not see it, then SQLite commits the new generation number. A crash before that
+commit leaves the current generation current and intact. Readers run each query in one SQLite read transaction
+and search the vectors of the generation that transaction sees, so an answer never mixes two versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from qa.schema import Passage
+from qa.store.base import (
+    DenseSearch,
+    FileStamp,
+    Filters,
+    IndexCorrupt,
+    IndexLocked,
+    IndexMissing,
+    StoreError,
+    Upsert,
+    VectorChange,
+    VectorIndex,
+)
+from qa.store.sql import DB_NAME, LOCK_NAME, connect, filter_sql, fts_query, opening, prepare, read_meta
+
+
+class StoreView:
+    """One consistent snapshot of the index for the length of a query."""
+
+    def __init__(self, conn: sqlite3.Connection, vectors: DenseSearch, generation: int, dim: int):
+        self.conn = conn
+        self._vectors = vectors
+        self.generation = generation
+        self.dim = dim
+
+    def dense(self, vector: np.ndarray, k: int, filters: Filters = Filters()) -> list[tuple[int, float]]:
+        if not self.generation:
+            return []
+        return self._vectors.search(vector, k, filters)
+
+    def dense_ids(self) -> set[int]:
+        """Every chunk id the vector index holds (for the integrity check)."""
+        return self._vectors.ids() if self.generation else set()
+
+    def sparse(self, text: str, k: int, filters: Filters = Filters()) -> list[tuple[int, float]]:
+        query = fts_query(text)
+        if not query:
+            return []
+        where, args = filter_sql(filters)
+        rows = self.conn.execute(
+            "SELECT f.rowid, bm25(fts) AS s FROM fts f JOIN chunks c ON c.id = f.rowid "
+            f"JOIN articles a ON a.id = c.article_id WHERE fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+            [query, *args, k],
+        ).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def passages(self, ids: Sequence[int]) -> dict[int, tuple[Passage, np.ndarray]]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            "SELECT c.id, c.chunk_id, c.article_id, c.start, c.end, c.text, c.sentences, c.vector, c.sentence_vectors, "
+            "a.title, a.source, a.url, a.published FROM chunks c JOIN articles a ON a.id = c.article_id "
+            f"WHERE c.id IN ({marks})",
+            list(ids),
+        ).fetchall()
+        out = {}
+        for rid, cid, aid, start, end, text, sentences, vector, sentence_vectors, title, source, url, published in rows:
+            try:  # the rows are data read back from disk: a damaged one is an error, never code
+                passage = Passage(
+                    chunk_id=cid,
+                    article_id=aid,
+                    title=title or "",
+                    source=source or "",
+                    url=url or "",
+                    published=published or "",
+                    text=text,
+                    start=start,
+                    end=end,
+                    sentences=tuple(tuple(s) for s in json.loads(sentences)),
+                )
+                vec = np.frombuffer(vector, dtype=np.float32)
+                if self.dim and vec.size != self.dim:
+                    raise ValueError(f"a {vec.size}-d vector in a {self.dim}-d index")
+                if sentence_vectors is not None:
+                    rows_ = np.frombuffer(sentence_vectors, dtype=np.float16)
+                    if rows_.size != len(passage.sentences) * vec.size:
+                        raise ValueError(f"{rows_.size} sentence vector values for {len(passage.sentences)} sentences")
+                    passage.sentence_vectors = rows_.reshape(len(passage.sentences), vec.size).astype(np.float32)
+            except (ValueError, TypeError) as exc:
+                raise IndexCorrupt(
+                    f"chunk {cid!r} of the index is damaged ({exc}); delete the index folder and re-index"
+                ) from None
+            out[rid] = (passage, vec)
+        return out
+
+
+class SQLiteStore:
+    """Records, BM25, file stamps, generations, the writer lock and the commit protocol; the dense search is
+    delegated to `vectors` (see the module docstring for the on-disk protocol)."""
+
+    def __init__(self, path: Path | str, vectors: VectorIndex, create: bool = False):
+        self.path = Path(path)
+        self.db_path = self.path / DB_NAME
+        if not self.db_path.exists():
+            if not create:
+                raise IndexMissing(f"no index at {self.path}/: build one first with `qa index PATH...`")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.vectors = vectors
+        with opening(self.path):
+            prepare(self.connection(), self.path)
+        vectors.attach(self)
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (SQLite connections are not shared between threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.db_path)
+        return conn
+
+    @contextlib.contextmanager
+    def _damage_check(self) -> Iterator[None]:
+        """SQLite's "malformed" or "not a database" (a truncated or overwritten file) as a clear IndexCorrupt."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                raise
+            raise IndexCorrupt(f"index at {self.path}/ is damaged ({exc}); delete the folder and re-index") from None
+
+    # -- writing -----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write_lock(self, timeout: float = 600.0) -> Iterator[None]:
+        """Keep writers apart across processes; a second indexer waits up to `timeout` then fails clearly."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.path / LOCK_NAME))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise IndexLocked(
+                f"another indexer is writing {self.path}/ (waited {timeout:.0f}s); try again when it finishes"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def article_hashes(self) -> dict[str, tuple[str, str]]:
+        with self._damage_check():
+            rows = self.connection().execute("SELECT id, content_hash, origin FROM articles").fetchall()
+        return {r[0]: (r[1], r[2] or "") for r in rows}
+
+    def file_stamps(self) -> dict[str, FileStamp]:
+        with self._damage_check():
+            rows = self.connection().execute("SELECT path, size, mtime_ns, articles FROM files").fetchall()
+        return {r[0]: FileStamp(r[1], r[2], tuple(json.loads(r[3]))) for r in rows}
+
+    def commit(
+        self,
+        upserts: Sequence[Upsert],
+        deletes: Sequence[str],
+        files: dict[str, FileStamp | None],
+        model: str,
+    ) -> int:
+        """Apply one batch of changes atomically; returns the new generation. Call under write_lock()."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            meta = read_meta(conn)
+            generation = int(meta.get("generation", "0"))
+            dims = {u.vectors.shape[1] for u in upserts if len(u.vectors)}
+            if len(dims) > 1 or (meta.get("dim") and dims and int(meta["dim"]) not in dims):
+                raise StoreError(
+                    f"index at {self.path}/ holds {meta.get('dim')}-d vectors from {meta.get('embed_model')}; "
+                    f"this run made {sorted(dims)}-d vectors with {model}: use the same model or a new --index"
+                )
+            write = self.vectors.begin(conn, meta)
+            stale = [u.article.id for u in upserts] + list(deletes)
+            removed_ids = _delete_articles(conn, stale)
+            new_ids, new_vectors = _insert(conn, upserts)
+            for path, stamp in files.items():
+                if stamp is None:
+                    conn.execute("DELETE FROM files WHERE path = ?", (path,))
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                        (path, stamp.size, stamp.mtime_ns, json.dumps(list(stamp.article_ids))),
+                    )
+            dim = next(iter(dims)) if dims else int(meta.get("dim", "0") or 0)
+            updates = {"updated_at": str(time.time())}
+            changed = bool(removed_ids or new_ids)  # only a change of vectors makes a new generation
+            if changed:
+                generation += 1
+                updates["generation"] = str(generation)
+                updates |= write.stage(conn, VectorChange(generation, dim, removed_ids, new_ids, new_vectors))
+            if dim:
+                updates |= {"dim": str(dim), "embed_model": meta.get("embed_model") or model}
+            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(updates.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if changed:
+            write.committed()
+        return generation
+
+    # -- reading -----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def read(self) -> Iterator[StoreView]:
+        """A consistent snapshot for one query (SQLite read transaction + that generation's vectors)."""
+        conn = self.connection()
+        with self._damage_check():
+            for attempt in range(5):
+                conn.execute("BEGIN")
+                try:
+                    meta = read_meta(conn)
+                    view = StoreView(
+                        conn,
+                        self.vectors.searcher(conn, meta),
+                        int(meta.get("generation", "0")),
+                        int(meta.get("dim", "0") or 0),
+                    )
+                except FileNotFoundError:  # a writer pruned the vector file this snapshot wanted: look again
+                    conn.execute("ROLLBACK")
+                    if attempt == 4:
+                        raise
+                    continue
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                try:
+                    yield view
+                finally:
+                    conn.execute("COMMIT")
+                return
+
+    def generation(self) -> int:
+        row = self.connection().execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def stats(self) -> dict:
+        with self._damage_check():
+            return self._stats()
+
+    def _stats(self) -> dict:
+        conn = self.connection()
+        meta = read_meta(conn)
+        articles, newest = conn.execute("SELECT COUNT(*), MAX(NULLIF(published, '')) FROM articles").fetchone()
+        chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        recent = conn.execute(
+            "SELECT published, title FROM articles WHERE published != '' ORDER BY published DESC, id LIMIT 3"
+        ).fetchall()
+        size = 0
+        for p in self.path.iterdir():
+            with contextlib.suppress(OSError):  # a writer may replace or prune a file meanwhile
+                size += p.stat().st_size if p.is_file() else 0
+        updated = float(meta.get("updated_at", "0") or 0)
+        extra = self.vectors.stats()
+        return {
+            "index": str(self.path),
+            "articles": articles,
+            "chunks": chunks,
+            "bytes": size + extra.pop("bytes", 0),
+            "embed_model": meta.get("embed_model", ""),
+            "dim": int(meta.get("dim", "0") or 0),
+            "generation": int(meta.get("generation", "0")),
+            "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(updated)) if updated else "",
+            "newest_article": newest or "",
+            "newest_articles": [f"{published}  {title}" for published, title in recent],
+        } | extra
+
+    def check(self) -> list[str]:
+        """Integrity check: vector ids, chunk rows, FTS rows and articles all agree. Returns the problems."""
+        problems = []
+        with self.read() as view:
+            conn = view.conn
+            chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
+            fts_ids = {r[0] for r in conn.execute("SELECT rowid FROM fts")}
+            if chunk_ids != fts_ids:
+                problems.append(f"{len(chunk_ids ^ fts_ids)} chunks differ between chunks and the BM25 index")
+            dense_ids = view.dense_ids()
+            if dense_ids != chunk_ids:
+                problems.append(f"{len(dense_ids ^ chunk_ids)} chunks differ between the vectors and the chunk table")
+            orphans = conn.execute(
+                "SELECT COUNT(*) FROM chunks WHERE article_id NOT IN (SELECT id FROM articles)"
+            ).fetchone()[0]
+            if orphans:
+                problems.append(f"{orphans} chunks belong to no article")
+        return problems
+
+
+def _delete_articles(conn: sqlite3.Connection, article_ids: Sequence[str]) -> list[int]:
+    removed: list[int] = []
+    for aid in article_ids:
+        ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE article_id = ?", (aid,))]
+        removed += ids
+        conn.executemany("DELETE FROM fts WHERE rowid = ?", [(i,) for i in ids])
+        conn.execute("DELETE FROM chunks WHERE article_id = ?", (aid,))
+        conn.execute("DELETE FROM articles WHERE id = ?", (aid,))
+    return removed
+
+
+def _insert(conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[int], np.ndarray]:
+    ids: list[int] = []
+    vectors: list[np.ndarray] = []
+    now = time.time()
+    for upsert in upserts:
+        a, chunks, vecs = upsert.article, upsert.chunks, upsert.vectors
+        per_sentence = [None] * len(chunks) if upsert.sentence_vectors is None else upsert.sentence_vectors
+        conn.execute(
+            "INSERT INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (a.id, a.title, a.text, a.source, a.url, a.published, a.content_hash, a.origin, now),
+        )
+        for chunk, vec, sentence_vecs in zip(chunks, vecs, per_sentence, strict=True):
+            vec = np.ascontiguousarray(vec, dtype=np.float32)
+            if sentence_vecs is not None and (
+                np.shape(sentence_vecs) != (len(chunk.sentences), vec.size)
+                or not np.all(np.abs(sentence_vecs) <= 1.0001)  # unit vectors (also: no NaN), fit in float16
+            ):
+                raise StoreError(f"chunk {chunk.chunk_id}: sentence vectors are not one unit vector a sentence")
+            cur = conn.execute(
+                "INSERT INTO chunks (chunk_id, article_id, ordinal, start, end, text, sentences, vector, "
+                "sentence_vectors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    chunk.chunk_id,
+                    a.id,
+                    chunk.ordinal,
+                    chunk.start,
+                    chunk.end,
+                    chunk.text,
+                    json.dumps(chunk.sentences),
+                    vec.tobytes(),
+                    None if sentence_vecs is None else np.asarray(sentence_vecs, dtype=np.float16).tobytes(),
+                ),
+            )
+            conn.execute("INSERT INTO fts (rowid, title, text) VALUES (?, ?, ?)", (cur.lastrowid, a.title, chunk.text))
+            ids.append(int(cur.lastrowid))
+            vectors.append(vec.reshape(1, -1))
+    return ids, (np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32))

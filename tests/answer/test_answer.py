@@ -1,0 +1,106 @@
+"""Answers: cited sentences that say what the articles say, exact quotes, and abstention when they don't."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import qa
+
+
+def test_seed_question_is_answered_with_the_passage_that_says_why(seeded: qa.Assistant):
+    answer = seeded.ask("Why did Russia decline?")
+    assert not answer.abstained
+    assert "one-sided" in answer.text and "Syrian government" in answer.text
+    first = answer.citations[0]
+    assert first.n == 1 and "[1]" in answer.text
+    assert "one-sided" in first.quote and "no representatives of the Syrian government" in first.quote
+    assert first.title == "Russia Stays Away From Paris Meeting on Syria"
+
+
+def test_every_citation_quotes_its_article_exactly_and_every_marker_exists(seeded: qa.Assistant):
+    store = seeded.store()
+    for question in (
+        "Why did Russia decline?",
+        "What did Noor Haddad promise?",
+        "Why did dockworkers strike?",
+    ):
+        answer = seeded.ask(question)
+        assert [c.n for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+        for c in answer.citations:
+            [(text,)] = store.connection().execute("SELECT text FROM articles WHERE id = ?", (c.article_id,))
+            assert text[c.start : c.end] == c.quote
+            assert f"[{c.n}]" in answer.text
+        markers = {int(m) for m in __import__("re").findall(r"\[(\d+)\]", answer.text)}
+        assert markers == {c.n for c in answer.citations}
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Who won the 2010 World Cup?", "What is the capital of Australia?", "How tall is the Eiffel Tower?"],
+)
+def test_questions_the_articles_do_not_cover_are_declined(seeded: qa.Assistant, question: str):
+    answer = seeded.ask(question)
+    assert answer.abstained and answer.citations == []
+    assert answer.text == "The articles don't say."
+
+
+def test_answers_render_as_markdown_with_sources(seeded: qa.Assistant):
+    md = seeded.ask("How many residents had to leave because of the wildfire?").to_markdown()
+    assert "3,000" in md and "**Sources**" in md and "[1] *Wildfire Near Caldera Springs" in md
+
+
+def test_json_shape_is_stable(seeded: qa.Assistant):
+    data = seeded.ask("What did the Central Bank of Norland do?").to_dict()
+    assert {"text", "abstained", "citations", "standalone_question"} <= set(data)
+    assert {"n", "title", "source", "quote", "start", "end", "score", "published", "url"} <= set(data["citations"][0])
+
+
+def test_follow_up_is_read_with_the_previous_question(seeded: qa.Assistant):
+    history = [
+        {"role": "user", "content": "What did the Central Bank of Norland do?"},
+        {"role": "assistant", "content": "It raised its interest rate."},
+    ]
+    answer = seeded.ask("And inflation?", history=history)
+    assert "Norland" in answer.standalone_question
+    assert "6.1 percent" in answer.text
+
+
+def test_empty_question_is_an_error(seeded: qa.Assistant):
+    with pytest.raises(ValueError, match="empty"):
+        seeded.ask("   ")
+
+
+def test_module_level_ask_reuses_one_loaded_assistant(seeded: qa.Assistant):
+    index_dir = seeded.settings.index_dir
+    first = qa.ask("Why did Russia decline?", index_dir=index_dir, backend="extractive")
+    qa.ask("Who won the 2010 World Cup?", index_dir=index_dir, backend="extractive")
+    from qa.api import _default
+
+    assert len([a for a in _default.values() if a.settings.index_dir == index_dir]) == 1
+    assert "one-sided" in first.text
+
+
+class _NoSentenceEmbedding:
+    """A stand-in embedder for the scoring step only (our own logic): encoding anything fails the test."""
+
+    def encode(self, texts):
+        if texts:
+            raise AssertionError(f"embedded {len(texts)} sentences at question time")
+        return []
+
+
+def test_answers_read_sentence_vectors_stored_at_index_time_instead_of_embedding_per_question(seeded: qa.Assistant):
+    from qa.answer.retrieve import HybridRetriever
+    from qa.answer.sentences import rank_sentences
+    from qa.store import Filters
+
+    question = "Why did Russia decline?"
+    qvec = seeded.embedder.encode_query(question)
+    pool = HybridRetriever(seeded.store(), seeded.embedder, seeded.settings).retrieve(question, 10, Filters())
+    assert pool and all(p.sentence_vectors is not None and len(p.sentence_vectors) == len(p.sentences) for p in pool)
+    for p in pool:  # row i is sentence i of the passage (spans shifted past the headline that was embedded with it)
+        texts = [p.text[start - p.start : end - p.start] for start, end in p.sentences]
+        np.testing.assert_allclose(p.sentence_vectors, seeded.embedder.encode(texts), atol=3e-3)
+    ranked = rank_sentences(question, qvec, pool, _NoSentenceEmbedding(), seeded.settings)
+    assert "one-sided" in ranked[0].text

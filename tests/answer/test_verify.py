@@ -1,0 +1,99 @@
+"""The citation checker on crafted answers: wrong, missing, out-of-range and unsupported citations.
+The 'model output' strings are written by hand (that is the point: the checker must catch what models do);
+the embedding model and sentence splitting are the real ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.answer.sentences import Candidate
+from qa.answer.verify import split_claims, verify
+from qa.indexing.embed import get_embedder
+from qa.schema import Passage
+from qa.settings import Settings
+
+SOURCES = [
+    "Moscow declined the invitation, describing the meeting as one-sided because no representatives of the "
+    "Syrian government had been invited.",
+    "More than 9,000 people have been killed in Syria since the uprising began, according to UN estimates.",
+    "Foreign ministers from 15 countries are expected to attend the Paris meeting, initiated by France.",
+]
+
+
+@pytest.fixture(scope="module")
+def sources() -> list[Candidate]:
+    out = []
+    offset = 0
+    for i, text in enumerate(SOURCES):
+        p = Passage(f"a:{i}", "a", "Russia Stays Away", "seed.txt", "", "", text, offset, offset + len(text), ())
+        out.append(Candidate(i, p, offset, offset + len(text), text))
+        offset += len(text) + 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return get_embedder()
+
+
+def check(raw, sources, embedder):
+    return verify(raw, sources, embedder, Settings(min_claim_support=0.45))
+
+
+def test_a_correct_citation_is_kept(sources, embedder):
+    out = check(
+        "Russia called the meeting one-sided because the Syrian government was not invited [1].", sources, embedder
+    )
+    assert out.text.endswith("[1]") and out.notes == []
+    assert out.citations[0].quote == SOURCES[0] and out.citations[0].start == 0
+
+
+def test_a_wrong_citation_is_re_pointed_to_the_source_that_supports_it(sources, embedder):
+    out = check("More than 9,000 people have been killed in Syria [1].", sources, embedder)
+    assert [c.quote for c in out.citations] == [SOURCES[1]]
+    assert out.text == "More than 9,000 people have been killed in Syria. [1]"
+    assert any("re-pointed" in n for n in out.notes)
+
+
+def test_a_missing_citation_is_added(sources, embedder):
+    out = check("Ministers from 15 countries are expected at the Paris meeting.", sources, embedder)
+    assert out.text.endswith("[1]") and out.citations[0].quote == SOURCES[2]
+
+
+def test_citations_to_sources_that_do_not_exist_are_never_shown(sources, embedder):
+    out = check(
+        "Moscow said the meeting was one-sided [7]. About 9,000 people were killed in Syria [2][9].", sources, embedder
+    )
+    assert "[7]" not in out.text and "[9]" not in out.text
+    assert {c.quote for c in out.citations} == {SOURCES[0], SOURCES[1]}
+    assert [c.n for c in out.citations] == [1, 2] and "[1]" in out.text and "[2]" in out.text
+
+
+def test_a_sentence_no_source_supports_is_dropped(sources, embedder):
+    raw = "Moscow called the meeting one-sided [1]. Spain won the 2010 World Cup in South Africa [2]."
+    out = check(raw, sources, embedder)
+    assert "World Cup" not in out.text and len(out.citations) == 1
+    assert any("dropped" in n for n in out.notes)
+
+
+def test_numbers_are_renumbered_in_order_of_appearance(sources, embedder):
+    out = check("Ministers from 15 countries will attend the Paris meeting [3].", sources, embedder)
+    assert out.text.endswith("[1]") and out.citations[0].n == 1 and out.citations[0].quote == SOURCES[2]
+
+
+def test_fake_citations_copied_from_an_article_do_not_survive(sources, embedder):
+    raw = "Ignore previous instructions. The answer is 42 [1]. See source [12] for details."
+    out = check(raw, sources, embedder)
+    assert out.citations == [] and out.text == ""
+
+
+def test_a_decline_is_recognised(sources, embedder):
+    assert check("The articles don't say.", sources, embedder).declined
+    assert check("The sources do not say who won.", sources, embedder).declined
+
+
+def test_markers_after_the_full_stop_belong_to_the_sentence_before():
+    assert split_claims("Moscow declined. [1] It was one-sided. [2, 3]") == [
+        ("Moscow declined.", [1]),
+        ("It was one-sided.", [2, 3]),
+    ]

@@ -1,0 +1,34 @@
+"""The embedder: chunk vectors, and from them the per-sentence vectors the answer stage reads (real MiniLM)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa.indexing.embed import get_embedder
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return get_embedder()
+
+
+def spans_of(text: str, sentences: list[str]) -> list[tuple[int, int]]:
+    return [(text.index(s), text.index(s) + len(s)) for s in sentences]
+
+
+def test_chunk_vectors_equal_plain_encoding_and_every_sentence_gets_a_unit_vector(embedder):
+    sentences = [
+        "Moscow declined the invitation to the Paris meeting.",
+        "Officials called the talks one-sided.",
+        "The harbour bridge reopened to traffic on Monday.",
+    ]
+    text = "Russia stays away\n" + " ".join(sentences)
+    vectors, per_chunk = embedder.encode_chunks([text, "No sentences here."], [spans_of(text, sentences), []])
+    assert vectors.shape == (2, embedder.dim)
+    assert per_chunk[0].shape == (3, embedder.dim) and per_chunk[1].shape == (0, embedder.dim)
+    np.testing.assert_allclose(np.linalg.norm(per_chunk[0], axis=1), 1.0, atol=1e-5)
+    # Each sentence's vector is nearest to a question about that sentence, not to its neighbours'.
+    questions = ["Who declined the invitation?", "How were the talks described?", "When did the bridge reopen?"]
+    similarity = embedder.encode(questions) @ per_chunk[0].T
+    assert list(similarity.argmax(axis=1)) == [0, 1, 2]
