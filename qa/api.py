@@ -54,6 +54,7 @@ class Assistant:
 
     # -- asking ------------------------------------------------------------------------------------------
     def pipeline(self) -> AskPipeline:
+        """The question flow over this assistant's index and model (qa/answer/pipeline.py)."""
         return AskPipeline(self.store(), self.embedder, self.settings)
 
     def ask(
@@ -81,7 +82,7 @@ class Assistant:
     ) -> Iterator[str | Answer]:
         """Yield the answer text as it is written, then the final Answer with verified citations (whose text
         may differ from the streamed one where the citation check repaired it). See qa/answer/pipeline.py."""
-        return self.pipeline().run(question, k, history, filters, backend)
+        yield from self.pipeline().run(question, k, history, filters, backend)
 
     def as_retriever(self, k: int | None = None, filters: Filters | None = None) -> BaseRetriever:
         """A LangChain retriever giving the passages `ask()` reads, in the same order (hybrid retrieval plus
