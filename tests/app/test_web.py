@@ -51,6 +51,7 @@ def web_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         app.close()
 
 
+@pytest.mark.slow
 def test_ask_follow_up_upload_and_cite_the_new_article(web_url: str, tmp_path: Path):
     client = Client(web_url, verbose=False)
 
@@ -84,6 +85,7 @@ def test_ask_follow_up_upload_and_cite_the_new_article(web_url: str, tmp_path: P
     assert cited[0]["quote"] in NEW_ARTICLE and cited[0]["end"] - cited[0]["start"] == len(cited[0]["quote"])
 
 
+@pytest.mark.slow
 def test_abstention_is_an_answer_and_errors_are_clear(web_url: str):
     client = Client(web_url, verbose=False)
     out = client.predict("Who won the 2010 World Cup?", api_name="/ask")
@@ -94,6 +96,7 @@ def test_abstention_is_an_answer_and_errors_are_clear(web_url: str):
     assert client.predict(SEED_QUESTION, api_name="/ask")["citations"]  # still serving
 
 
+@pytest.mark.slow
 def test_several_users_are_answered_at_once(web_url: str):
     clients = [Client(web_url, verbose=False) for _ in range(3)]
     jobs = [c.submit(q, api_name="/ask") for c in clients for q in (SEED_QUESTION, "Who won the 2010 World Cup?")]
@@ -101,6 +104,7 @@ def test_several_users_are_answered_at_once(web_url: str):
     assert [r["abstained"] for r in results] == [False, True] * 3
 
 
+@pytest.mark.slow
 def test_login_is_required_when_auth_is_set(tmp_path: Path):
     url, app = start_server(tmp_path / "index", auth=("ana", "s3cret"))
     try:
@@ -114,6 +118,7 @@ def test_login_is_required_when_auth_is_set(tmp_path: Path):
         app.close()
 
 
+@pytest.mark.slow
 def test_qa_serve_command_starts_the_app(tmp_path: Path):
     port = free_port()
     cmd = [sys.executable, "-m", "qa", "serve", "--index", str(tmp_path / "i"), "--port", str(port)]
@@ -136,6 +141,7 @@ def test_qa_serve_command_starts_the_app(tmp_path: Path):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_missing_index_is_reported_and_an_upload_creates_it_live(tmp_path: Path):
     url, app = start_server(tmp_path / "new-index")
     try:

@@ -14,6 +14,8 @@ from qa.settings import Settings
 from tests.app.test_web import NEW_ARTICLE, SEED_QUESTION, start_server
 from tests.helpers import DATA, ROOT, SEEDS
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 CHROMIUM = "/usr/bin/chromium"  # apt-get install chromium (.ci/run does)
 ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 60_000

@@ -81,6 +81,7 @@ def _tiny_set(root: Path) -> Path:
     return set_dir
 
 
+@pytest.mark.slow
 def test_qa_eval_end_to_end_on_a_tiny_set_with_the_baseline_beside_it(tmp_path: Path):
     set_dir, out = _tiny_set(tmp_path), tmp_path / "report.json"
     proc = subprocess.run(
@@ -113,6 +114,7 @@ def test_qa_eval_end_to_end_on_a_tiny_set_with_the_baseline_beside_it(tmp_path: 
     assert (private / "qa.sqlite").exists() and private.name.startswith("tiny-")
 
 
+@pytest.mark.slow
 def test_a_folder_that_is_not_a_set_is_a_clear_error(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "qa", "eval", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 1 and "corpus.jsonl is missing" in proc.stderr

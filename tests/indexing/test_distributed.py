@@ -18,6 +18,8 @@ from qa.store import faiss_store
 from tests.helpers import SEEDS
 from tests.ray_cluster import ENV, LocalRayCluster
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def cluster():

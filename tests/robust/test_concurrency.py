@@ -7,11 +7,14 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from qa.store import faiss_store
 from stress.common import print_table
 from stress.concurrency import run_concurrency, run_two_indexers
 
 
+@pytest.mark.slow
 def test_questions_during_reindexing_see_one_consistent_snapshot_each(tmp_path: Path):
     result = run_concurrency(
         tmp_path, questions=100, reindex=3, threads=2, processes=1, articles=8, time_limit=900, two_indexers=False
@@ -23,6 +26,7 @@ def test_questions_during_reindexing_see_one_consistent_snapshot_each(tmp_path: 
     assert len(result.tally.generations) > 1, "the readers never saw the index change under them"
 
 
+@pytest.mark.slow
 def test_two_indexers_at_once_wait_or_fail_clearly_and_never_corrupt(tmp_path: Path):
     rows, failures = run_two_indexers(tmp_path)
     print_table("two indexers at once", rows)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 import qa
 from qa.settings import Settings
 from stress.common import print_table
@@ -16,6 +18,7 @@ FIRE = "Wildfire Spreads\n\nA wildfire near Caldera Springs forced 3,000 residen
 TRAM = "Tram Fares Rise\n\nTram fares in Marisport rose to three crowns on Monday, the transport board said.\n"
 
 
+@pytest.mark.slow
 def test_kill_9_during_reindex_never_loses_or_mixes_articles(tmp_path: Path):
     result = run_crash(tmp_path, kills=8, articles=8, seed=7, finish_every=0, time_limit=400)
     print_table("kill -9 during re-index (CI size)", result.rows())

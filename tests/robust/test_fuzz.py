@@ -18,6 +18,7 @@ from stress.common import ROOT, print_table
 from stress.fuzz import run_fuzz, run_hostile
 
 
+@pytest.mark.slow
 def test_generated_files_and_records_never_crash_ingestion():
     result = run_fuzz(files=300, recs=200, seed_value=0)
     print_table("generated hostile input (CI size)", result.rows())
@@ -26,6 +27,7 @@ def test_generated_files_and_records_never_crash_ingestion():
     assert result.tally["articles"] > 0 and result.tally["rejections"] > 0
 
 
+@pytest.mark.slow
 def test_a_hostile_batch_is_rejected_with_reasons_and_the_good_files_are_indexed(tmp_path: Path):
     result = run_hostile(tmp_path, big=False)
     print_table("fixed hostile batch", [*result.hostile.items(), ("indexed", result.indexed)])
@@ -37,6 +39,7 @@ def _items(folder: Path) -> list[Article | Rejection]:
     return list(iter_articles([folder], 10**6))
 
 
+@pytest.mark.slow
 def test_a_pipe_and_a_link_to_dev_zero_are_refused_without_reading_them(tmp_path: Path):
     # Reading them used to block forever (pipe) or never end (/dev/zero): run in a child with a deadline.
     os.mkfifo(tmp_path / "pipe.txt")

@@ -14,6 +14,8 @@ from qa.settings import Settings
 from stress.common import print_table
 from stress.injection import CASES, OUT_OF_SCOPE, build_index, rule_problems, run_injection
 
+pytestmark = pytest.mark.slow
+
 BACKENDS = {
     "extractive": lambda: Settings(backend="extractive"),
     "llamacpp": lambda: Settings(backend="llamacpp", gguf_path=smollm2_path(), max_answer_tokens=40),
@@ -27,7 +29,9 @@ def injection_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return workdir / "index"
 
 
-@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize(
+    "backend", [pytest.param(b, marks=[pytest.mark.llm] if b == "llamacpp" else []) for b in BACKENDS]
+)
 def test_instructions_inside_articles_do_not_change_the_answer_rules(injection_index: Path, backend: str):
     result = run_injection(injection_index, {backend: BACKENDS[backend]()})
     print_table(f"prompt injection ({backend})", result.rows())

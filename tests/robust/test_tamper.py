@@ -125,6 +125,7 @@ def test_altered_records_give_a_clear_error(store_dir: Path, statement: str, mat
         _search(store_dir)
 
 
+@pytest.mark.slow
 def test_the_cli_reports_a_tampered_index_in_one_line_without_a_traceback(store_dir: Path, marker: Path):
     _replace_faiss(store_dir, pickle.dumps(Payload(marker)), record_checksum=True)
     db = store_dir / "qa.sqlite"

@@ -4,11 +4,14 @@ p95 < 2 s target belongs to the full run (`python -m stress.web_load --users 20 
 
 from __future__ import annotations
 
+import pytest
+
 import qa
 from stress.common import print_table
 from stress.web_load import run_load, start_server
 
 
+@pytest.mark.slow
 def test_concurrent_users_get_their_answers_without_errors(seeded: qa.Assistant):
     url, stop = start_server(seeded.settings.index_dir, in_process=True)
     try:

@@ -236,6 +236,7 @@ def test_an_rss_feed_is_followed_new_edited_and_removed_entries(site: Site, assi
     assert store.stats()["articles"] == 3 and store.check() == []
 
 
+@pytest.mark.slow
 def test_atom_feed_and_article_page_by_the_command_line(site: Site, tmp_path: Path):
     index = tmp_path / "index"
     site.pages["/ferry.html"] = (200, "text/html", FERRY)
@@ -308,6 +309,7 @@ def test_atom_feed_and_article_page_by_the_command_line(site: Site, tmp_path: Pa
     ]
 
 
+@pytest.mark.slow
 def test_bad_responses_are_cut_off_with_a_reason(site: Site):
     limits = Limits(timeout_s=1, max_bytes=1_000_000, max_redirects=3)
     site.pages["/picture.png"] = (200, "image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from gradio_client import Client
 
 import qa
@@ -20,6 +21,8 @@ from qa.settings import Settings
 from qa.sources.watch import watch
 from qa.store import faiss_store
 from tests.helpers import DATA, free_port
+
+pytestmark = pytest.mark.slow
 
 NEW_TITLE = "Glass Footbridge Opens in Tarnholm"
 NEW_ARTICLE = (

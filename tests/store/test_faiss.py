@@ -28,6 +28,7 @@ def test_reading_a_missing_index_says_how_to_build_one(tmp_path: Path):
         faiss_store(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_a_crash_between_writing_faiss_and_committing_leaves_the_previous_index(tmp_path: Path):
     path = tmp_path / "store"
     store = faiss_store(path, create=True)
@@ -59,6 +60,7 @@ def test_a_crash_between_writing_faiss_and_committing_leaves_the_previous_index(
     assert dense_ids(reopened, 1)[0] == "b" and reopened.check() == []
 
 
+@pytest.mark.slow
 def test_kill_9_during_real_indexing_never_corrupts_the_index(tmp_path: Path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -21,6 +21,8 @@ from qa.store.sql import read_meta
 from tests.helpers import ROOT
 from tests.store.contract import StoreContract, dense_ids, unit, upsert
 
+pytestmark = pytest.mark.milvus
+
 
 def lite_uri(path: Path) -> str:
     return str(path / "vectors" / "milvus.db")
@@ -82,6 +84,7 @@ def _run_and_die(path: Path, body: str) -> None:
     assert proc.returncode == 9, proc.stderr
 
 
+@pytest.mark.slow
 def test_a_crash_after_the_milvus_insert_before_the_sqlite_commit_leaves_the_previous_index(tmp_path: Path):
     path = tmp_path / "store"
     _run_and_die(
@@ -104,6 +107,7 @@ def test_a_crash_after_the_milvus_insert_before_the_sqlite_commit_leaves_the_pre
     assert dense_ids(store, 1)[0] == "b" and store.check() == []
 
 
+@pytest.mark.slow
 def test_a_crash_after_the_sqlite_commit_before_the_milvus_delete_is_finished_by_the_next_commit(tmp_path: Path):
     path = tmp_path / "store"
     _run_and_die(
@@ -140,6 +144,7 @@ def test_switching_backends_reuses_the_stored_vectors(tmp_path: Path):
     assert dense_ids(again, 3)[0] == "d" and again.check() == []
 
 
+@pytest.mark.slow
 def test_incremental_index_filters_and_hybrid_retrieval_match_faiss(tmp_path: Path, corpus: Path):
     """The real pipeline on both backends: same passages for the same questions, same incremental behaviour."""
     questions = ["When did the bridge open?", "How far did the wildfire spread?", "What did the museum show?"]
@@ -158,6 +163,7 @@ def test_incremental_index_filters_and_hybrid_retrieval_match_faiss(tmp_path: Pa
     assert results["faiss"][-1] == []
 
 
+@pytest.mark.slow
 def test_update_and_sync_delete_on_milvus(tmp_path: Path, corpus: Path):
     settings = Settings(index_dir=tmp_path / "index", vector_uri=lite_uri(tmp_path), backend="extractive")
     assistant = Assistant(settings)
