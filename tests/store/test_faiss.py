@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa.store import IndexCorrupt, IndexLocked, IndexMissing, VectorStore, faiss_store
@@ -127,6 +128,19 @@ def test_a_second_writer_waits_then_fails_clearly(tmp_path: Path):
         other.write_lock(timeout=0.2),
     ):
         pass
+
+
+def test_integrity_check_reports_a_chunk_the_loaded_faiss_index_lost(tmp_path: Path):
+    store = faiss_store(tmp_path / "store", create=True)
+    upsert(store, "a", "Text about ferries.", axis=0)
+    upsert(store, "b", "Text about trams.", axis=1)
+    assert store.check() == []
+    _, loaded = store.vectors._loaded  # the index readers of the current generation search
+    [lost] = [r[0] for r in store.connection().execute("SELECT id FROM chunks WHERE article_id = 'b'")]
+    assert loaded.remove_ids(np.array([lost], dtype=np.int64)) == 1
+    assert dense_ids(store, 1) == ["a"]  # "b" cannot be found by meaning any more...
+    assert any("vectors" in p for p in store.check())  # ...and the check says so
+    assert faiss_store(tmp_path / "store").check() == []  # the file on disk was never changed
 
 
 def test_the_index_folder_holds_no_pickles(tmp_path: Path):
