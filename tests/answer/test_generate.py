@@ -114,6 +114,7 @@ def test_openai_backend_against_a_real_server_on_loopback(seeded, openai_server)
     assert_citations_are_real(answer, assistant)
 
 
+@pytest.mark.slow
 def test_an_unreachable_model_server_is_one_clear_error(seeded):
     port = free_port()  # nothing listens there
     assistant = _assistant(seeded, backend="ollama", ollama_base_url=f"http://127.0.0.1:{port}")

@@ -430,6 +430,7 @@ class socketless_port:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_watch_polls_a_feed(site: Site, settings: Settings):
     items = [rss_item("Ferry", site.url("/ferry.html"), "Mon, 02 Sep 2024 08:00:00 GMT", "Ferry.")]
     site.pages["/ferry.html"] = (200, "text/html", FERRY)
