@@ -14,7 +14,8 @@ _WORD = re.compile(r"\w+")
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """Lower-cased words; split before lower-casing, since lower() can add combining marks ("İ" -> "i̇")."""
+    return [w.lower() for w in _WORD.findall(text)]
 
 
 def content_words(text: str) -> list[str]:

@@ -256,13 +256,29 @@ def filter_expr(filters: Filters) -> str:
     """The Milvus boolean expression for the filters, with the same meaning as `qa.store.sql.filter_sql`."""
     clauses = []
     if filters.source:
-        pattern = _literal(f"%{filters.source.lower()}%")
+        pattern = _literal(_like_pattern(filters.source))
         clauses.append(f"(source like {pattern} or url like {pattern})")
     if filters.since:
         clauses.append(f"published >= {_literal(filters.since)}")
     if filters.until:
         clauses.append(f'published != "" and published <= {_literal(filters.until)}')
     return " and ".join(clauses)
+
+
+def _like_pattern(text: str) -> str:
+    """`text` anywhere in a lower-cased field, with %, _ and \\ literal, as qa.store.sql.like_pattern means it.
+    Milvus reads a backslash as an escape before %, _ or \\ only, and an escaped backslash before a letter as a
+    regex class ("\\\\s" does not match "\\s"), so a backslash is doubled only where the next character needs it."""
+    text = text.lower()
+    out = []
+    for i, ch in enumerate(text):
+        if ch in "%_":
+            out.append("\\" + ch)
+        elif ch == "\\":
+            out.append("\\\\" if i + 1 == len(text) or text[i + 1] in "%_\\" else "\\")
+        else:
+            out.append(ch)
+    return f"%{''.join(out)}%"
 
 
 def _literal(value: str) -> str:

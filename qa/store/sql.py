@@ -36,11 +36,19 @@ def fts_query(text: str) -> str:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(content_words(text)))
 
 
+def like_pattern(text: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching `text` anywhere in a lower-cased value, with %, _ and \\ in it
+    taken literally (Milvus needs its own escaping: qa.store.milvus._like_pattern)."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def filter_sql(filters: Filters) -> tuple[str, list]:
+    """The filters as a WHERE clause over `articles a`; the same meaning as qa.store.milvus.filter_expr."""
     clauses, args = ["1"], []
-    if filters.source:
-        clauses.append("(a.source LIKE ? OR a.url LIKE ?)")
-        args += [f"%{filters.source}%"] * 2
+    if filters.source:  # qa_lower: Python's lower(), as Milvus stores them (SQLite's folds ASCII only)
+        clauses.append("(qa_lower(a.source) LIKE ? ESCAPE '\\' OR qa_lower(a.url) LIKE ? ESCAPE '\\')")
+        args += [like_pattern(filters.source)] * 2
     if filters.since:
         clauses.append("a.published >= ?")
         args.append(filters.since)
@@ -53,9 +61,15 @@ def filter_sql(filters: Filters) -> tuple[str, list]:
 def connect(db_path: Path) -> sqlite3.Connection:
     """A connection in WAL mode (readers never wait for the writer) with durable commits."""
     conn = sqlite3.connect(db_path, isolation_level=None, timeout=60, check_same_thread=False)
+    add_functions(conn)
     _set_wal(conn, timeout=60)
     conn.execute("PRAGMA synchronous=FULL")
     return conn
+
+
+def add_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions filter_sql uses."""
+    conn.create_function("qa_lower", 1, lambda value: (value or "").lower(), deterministic=True)
 
 
 def read_meta(conn: sqlite3.Connection) -> dict[str, str]:

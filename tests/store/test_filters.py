@@ -13,7 +13,7 @@ import pytest
 
 from qa.store import Filters
 from qa.store.milvus import MilvusIndex, filter_expr
-from qa.store.sql import filter_sql
+from qa.store.sql import add_functions, filter_sql
 
 # id, source, url, published (as the store keeps them: published is ISO or "", see ingest.normalize_date)
 RECORDS = [
@@ -53,30 +53,21 @@ CASES = [
     pytest.param(Filters(source="news", since="2024-03-01", until="2024-05-31"), {2, 9}, id="all-three"),
     pytest.param(Filters(source="wire", until="2024-03-01"), {3}, id="source-and-until"),
 ]
-# Filters the two translations disagree on (strict xfail: the mark must go when qa/store is fixed).
-NON_ASCII = "SQLite's LIKE folds ASCII case only; Milvus compares str.lower() of both sides"
-BACKSLASH = "Milvus LIKE reads a backslash as an escape (of %, _ or \\); SQLite's LIKE takes it literally"
-WILDCARDS = "'%' and '_' in the user's text are LIKE wildcards on both backends, not literal characters"
+# Awkward user text (non-ASCII case, backslashes, LIKE wildcards): both translations must still agree.
 DIFFERING = [
-    pytest.param(
-        Filters(source="élysée"), id="non-ascii-lower", marks=pytest.mark.xfail(strict=True, reason=NON_ASCII)
-    ),
-    pytest.param(
-        Filters(source="ÉLYSÉE"), id="non-ascii-upper", marks=pytest.mark.xfail(strict=True, reason=NON_ASCII)
-    ),
-    pytest.param(Filters(source="\\"), id="backslash", marks=pytest.mark.xfail(strict=True, reason=BACKSLASH)),
-    pytest.param(Filters(source="k\\"), id="backslash-last", marks=pytest.mark.xfail(strict=True, reason=BACKSLASH)),
-    pytest.param(Filters(source="\\%"), id="backslash-percent", marks=pytest.mark.xfail(strict=True, reason=BACKSLASH)),
-    pytest.param(Filters(source="\\\\"), id="two-backslashes", marks=pytest.mark.xfail(strict=True, reason=BACKSLASH)),
+    pytest.param(Filters(source="élysée"), id="non-ascii-lower"),
+    pytest.param(Filters(source="ÉLYSÉE"), id="non-ascii-upper"),
+    pytest.param(Filters(source="\\"), id="backslash"),
+    pytest.param(Filters(source="k\\"), id="backslash-last"),
+    pytest.param(Filters(source="\\%"), id="backslash-percent"),
+    pytest.param(Filters(source="\\\\"), id="two-backslashes"),
     pytest.param(Filters(source="k\\s"), id="backslash-before-letter"),  # literal on both
 ]
-# Filters both translations agree on, but not with the documented meaning.
+# Awkward text the documented meaning decides (case-insensitive substring, characters taken literally).
 SQL_GAPS = [
-    pytest.param(
-        Filters(source="élysée"), {7}, id="non-ascii-any-case", marks=pytest.mark.xfail(strict=True, reason=NON_ASCII)
-    ),
-    pytest.param(Filters(source="a_b"), {6}, id="underscore", marks=pytest.mark.xfail(strict=True, reason=WILDCARDS)),
-    pytest.param(Filters(source="%"), {6}, id="percent-alone", marks=pytest.mark.xfail(strict=True, reason=WILDCARDS)),
+    pytest.param(Filters(source="élysée"), {7}, id="non-ascii-any-case"),
+    pytest.param(Filters(source="a_b"), {6}, id="underscore"),
+    pytest.param(Filters(source="%"), {6}, id="percent-alone"),
 ]
 
 
@@ -84,6 +75,7 @@ SQL_GAPS = [
 def articles_table() -> sqlite3.Connection:
     """An in-memory table with the columns of the store's articles table (filter_sql refers to it as `a`)."""
     db = sqlite3.connect(":memory:")
+    add_functions(db)  # as every store connection has
     db.execute("CREATE TABLE articles (id INTEGER PRIMARY KEY, source TEXT, url TEXT, published TEXT)")
     db.executemany("INSERT INTO articles VALUES (?, ?, ?, ?)", RECORDS)
     return db
@@ -101,7 +93,7 @@ def test_the_sql_filter_selects_what_the_filters_promise(articles_table: sqlite3
 
 def test_the_sql_filter_keeps_user_text_out_of_the_statement():
     where, args = filter_sql(Filters(source="x' OR '1'='1", since="2024'--", until="z"))
-    assert "'1'" not in where and "--" not in where and args == ["%x' OR '1'='1%"] * 2 + ["2024'--", "z"]
+    assert "'1'" not in where and "--" not in where and args == ["%x' or '1'='1%"] * 2 + ["2024'--", "z"]
     assert filter_sql(Filters()) == ("1", [])
 
 

@@ -111,10 +111,6 @@ def test_no_user_text_breaks_the_query(fts: sqlite3.Connection, text: str):
     match(fts, text)  # raises sqlite3.OperationalError ("fts5: syntax error") if it does
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="qa.text.words lower-cases before splitting: 'İ'.lower() is 'i' + U+0307, so 'İstanbul' becomes 'stanbul'",
-)
 def test_a_word_with_a_capital_dotted_i_is_searched_whole(fts: sqlite3.Connection):
     conn = sqlite3.connect(":memory:")
     prepare(conn, Path("memory"))
