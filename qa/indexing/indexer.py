@@ -2,6 +2,11 @@
 
 Unchanged files are recognised by size and mtime without being read; changed files are parsed and their
 articles compared by content hash, so re-indexing an unchanged corpus embeds nothing.
+
+Commits come every `settings.commit_every_chunks` chunks, also inside one file (a JSONL file of thousands of
+articles is many commits). A file's stamp and its deletes go in the commit holding its last article, so a run
+killed halfway leaves the file unstamped (or with its old stamp): the next run reads it again, finds the
+committed articles unchanged by content hash and embeds only the rest.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +129,10 @@ def _plan_files(
         loaded.append((key, st, old, articles))
 
     def previous(key: str, old: FileStamp | None) -> set[str]:
-        return set(old.article_ids) if old else {a for a, (_, origin) in known.items() if origin == key}
+        # The stamp's ids, and what was read from the file since: a run killed inside a file committed some of
+        # its articles without a new stamp.
+        came_from = {a for a, (_, origin) in known.items() if origin == key}
+        return came_from | set(old.article_ids) if old else came_from
 
     # A text whose article changes or leaves its file in this run is free: another file may take it (contents
     # swapped or moved between files), instead of being refused as a duplicate of a text that is going away.
@@ -134,6 +142,7 @@ def _plan_files(
     owners = _hash_owners({aid: v for aid, v in known.items() if aid not in freed})
     seen_ids: set[str] = set()
     plan: list[_FileWork] = []
+    left: list[set[str]] = []
     for key, st, old, articles in loaded:
         if articles is None:  # unchanged since it was indexed
             report.unchanged += list(old.article_ids)
@@ -141,15 +150,19 @@ def _plan_files(
             continue
         work = _FileWork(path=key, stamp=None)
         kept = _diff(articles, known, owners, work, report, seen_ids)
-        for gone in sorted(previous(key, old) - set(kept)):
-            if gone in known and gone not in seen_ids:
-                work.deletes.append(gone)
-                report.removed.append(gone)
+        left.append(previous(key, old) - set(kept))
         # A file with a refused duplicate gets no stamp, so it is read again next time: once the twin it
         # duplicates is gone, its text is indexed instead of being skipped as unchanged forever.
         if len(kept) == len(articles):
             work.stamp = FileStamp(st.st_size, st.st_mtime_ns, tuple(kept))
         plan.append(work)
+    # Deletes are decided once every file is diffed: an article (same id, same text) that moved to a file read
+    # later in this run belongs to that file now and stays.
+    for work, gone_ids in zip(plan, left, strict=True):
+        for gone in sorted(gone_ids):
+            if gone in known and gone not in seen_ids:
+                work.deletes.append(gone)
+                report.removed.append(gone)
     return plan
 
 
@@ -202,8 +215,40 @@ def _plan_sync(store: VectorStore, report: IndexReport, under: Sequence[str | Pa
     return work
 
 
+@dataclass
+class _Piece:
+    """One commit: whole articles (of one file or several), with the deletes and stamps of the files whose last
+    article it holds."""
+
+    articles: list[Article] = field(default_factory=list)
+    chunks: int = 0
+    deletes: list[str] = field(default_factory=list)
+    files: dict[str, FileStamp | None] = field(default_factory=dict)
+
+
+def _pieces(work: list[_FileWork], chunked: dict[str, list[Chunk]], every: int) -> Iterator[_Piece]:
+    """Cut the plan into commits of about `every` chunks, at article boundaries also inside one file (an article
+    is never split: one larger than `every` is one commit). A file's deletes and stamp (None: drop it) join the
+    piece holding its last article, so a file is stamped only once all of it is committed."""
+    piece = _Piece()
+    for item in work:
+        for article in item.upserts:
+            if piece.chunks >= every:
+                yield piece
+                piece = _Piece()
+            piece.articles.append(article)
+            piece.chunks += len(chunked[article.id])
+        piece.deletes += item.deletes
+        if item.path:
+            piece.files[item.path] = item.stamp
+        piece.files |= {path: None for path in item.forget_files}
+    if piece.articles or piece.deletes or piece.files:
+        yield piece
+
+
 def _embed_and_commit(work: list[_FileWork], store: VectorStore, embedder: Embedder, settings: Settings) -> int:
-    """Chunk and embed the changed articles and commit file by file in batches, so a crash loses little."""
+    """Chunk and embed the changed articles and commit them in pieces of about `commit_every_chunks` chunks, so
+    a crash loses little; only one piece's vectors are held at a time."""
     articles = [a for w in work for a in w.upserts]
     if settings.ray_address and articles:  # chunk and embed on a Ray cluster instead (qa/distributed.py)
         from qa.indexing.distributed import ray_embedder
@@ -216,43 +261,32 @@ def _embed_and_commit(work: list[_FileWork], store: VectorStore, embedder: Embed
     total = sum(len(c) for c in chunked.values())
     bar = tqdm(total=total, unit="chunk", desc="embedding", disable=None if total else True, leave=False)
     embedded = 0
-    batch: list[_FileWork] = []
-    pending = 0
-    for i, item in enumerate(work):
-        batch.append(item)
-        pending += sum(len(chunked[a.id]) for a in item.upserts)
-        if pending >= settings.commit_every_chunks or i == len(work) - 1:
-            embedded += _commit_batch(batch, chunked, store, embedder, bar)
-            batch, pending = [], 0
+    for piece in _pieces(work, chunked, settings.commit_every_chunks):
+        embedded += _commit_batch(piece, chunked, store, embedder, bar)
     bar.close()
     return embedded
 
 
 def _commit_batch(
-    batch: list[_FileWork], chunked: dict[str, list[Chunk]], store: VectorStore, embedder: Embedder, bar: tqdm
+    piece: _Piece, chunked: dict[str, list[Chunk]], store: VectorStore, embedder: Embedder, bar: tqdm
 ) -> int:
-    upserts = []
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
-    for item in batch:
-        for article in item.upserts:
-            for chunk in chunked[article.id]:
-                text, sentence_spans = embed_text(article, chunk)
-                texts.append(text)
-                spans.append(sentence_spans)
+    for article in piece.articles:
+        for chunk in chunked[article.id]:
+            text, sentence_spans = embed_text(article, chunk)
+            texts.append(text)
+            spans.append(sentence_spans)
     vectors, sentence_vectors = _encode_with_progress(embedder, texts, spans, bar)
+    upserts = []
     offset = 0
-    for item in batch:
-        for article in item.upserts:
-            chunks = chunked[article.id]
-            end = offset + len(chunks)
-            upserts.append(Upsert(article, chunks, vectors[offset:end], sentence_vectors[offset:end]))
-            offset = end
-    deletes = [aid for item in batch for aid in item.deletes]
-    files: dict[str, FileStamp | None] = {item.path: item.stamp for item in batch if item.path}
-    files |= {path: None for item in batch for path in item.forget_files}
-    if upserts or deletes or files:
-        store.commit(upserts, deletes, files, embedder.name)
+    for article in piece.articles:
+        chunks = chunked.pop(article.id)  # committed below: its chunks are not needed again
+        end = offset + len(chunks)
+        upserts.append(Upsert(article, chunks, vectors[offset:end], sentence_vectors[offset:end]))
+        offset = end
+    if upserts or piece.deletes or piece.files:
+        store.commit(upserts, piece.deletes, piece.files, embedder.name)
     return len(texts)
 
 
