@@ -289,10 +289,6 @@ class StoreContract:
         # k still bounds a filtered list
         assert len(sparse_ids(store, "ferries", k=1, filters=Filters(source="valley"))) == 1
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="SQLite's LIKE folds ASCII case only (FAISS and BM25); Milvus lower-cases both sides (dense only)",
-    )
     def test_a_source_filter_ignores_the_case_of_non_ascii_letters(self, store):
         upsert(store, "e", "Ferries ran on schedule in Paris.", axis=0, source="Élysée Wire")
         filters = Filters(source="élysée")
