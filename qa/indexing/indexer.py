@@ -250,7 +250,7 @@ def _embed_and_commit(work: list[_FileWork], store: VectorStore, embedder: Embed
     """Chunk and embed the changed articles and commit them in pieces of about `commit_every_chunks` chunks, so
     a crash loses little; only one piece's vectors are held at a time."""
     articles = [a for w in work for a in w.upserts]
-    if settings.ray_address and articles:  # chunk and embed on a Ray cluster instead (qa/distributed.py)
+    if settings.ray_address and articles:  # chunk and embed on a Ray cluster instead (qa/indexing/distributed.py)
         from qa.indexing.distributed import ray_embedder
 
         embedder = ray_embedder(settings)
