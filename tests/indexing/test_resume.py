@@ -175,8 +175,7 @@ def _eval_articles(path: Path, n: int) -> None:
     """The `n` shortest articles of the shared evaluation corpus (real news, ~100 chunks: the whole corpus's
     first 40 are ~900, minutes of embedding on 2 cores), in corpus order, as one JSONL file of the fields
     `qa index` reads."""
-    if not EVAL_CORPUS.exists():
-        pytest.skip(f"needs the shared evaluation corpus at {EVAL_CORPUS}")
+    assert EVAL_CORPUS.exists(), f"needs the shared evaluation corpus at {EVAL_CORPUS} (shared/ beside the repo)"
     keys = ("doc_id", "title", "text", "url", "publish_date", "source")
     records = [json.loads(line) for line in EVAL_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
     shortest = set(sorted(range(len(records)), key=lambda i: len(records[i]["text"]))[:n])
