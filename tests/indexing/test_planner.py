@@ -17,7 +17,7 @@ from qa.indexing.indexer import _diff, _FileWork, _plan_files, label
 from qa.schema import IndexReport
 from qa.settings import Settings
 from qa.sources.ingest import discover, id_for, make_article
-from qa.store import FileStamp, Upsert, VectorStore, faiss_store
+from qa.store import FileStamp, Upsert, VectorStore
 
 BRIDGE = "Harbour bridge opens\n\nThe harbour bridge opened to traffic on Monday. Tolls start in May.\n"
 FIRE = "Wildfire reaches the valley\n\nThe wildfire spread toward the valley overnight. Crews held the road.\n"
@@ -26,18 +26,6 @@ FIRE = "Wildfire reaches the valley\n\nThe wildfire spread toward the valley ove
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(index_dir=tmp_path / "index")
-
-
-@pytest.fixture
-def store(settings: Settings) -> VectorStore:
-    return faiss_store(settings.index_dir, create=True)
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    path = tmp_path / "corpus"
-    path.mkdir()
-    return path
 
 
 def plan(folder: Path, store: VectorStore, settings: Settings, gone: set[str] | None = None):

@@ -72,18 +72,6 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(index_dir=tmp_path / "index", commit_every_chunks=5)
 
 
-@pytest.fixture
-def store(settings: Settings) -> VectorStore:
-    return faiss_store(settings.index_dir, create=True)
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    path = tmp_path / "corpus"
-    path.mkdir()
-    return path
-
-
 def test_pieces_cut_a_file_at_article_boundaries_and_its_stamp_and_deletes_ride_with_its_last_article(
     settings: Settings,
 ):
