@@ -28,7 +28,7 @@ import httpx
 from qa.settings import Settings
 
 # Defaults for callers without settings: the Settings defaults (fetch_timeout_s, fetch_max_redirects, max_file_mb).
-_DEFAULTS = Settings()
+_DEFAULTS = Settings.model_construct()  # the defaults, not $QA_* (read where settings are passed)
 TIMEOUT_S = _DEFAULTS.fetch_timeout_s
 MAX_REDIRECTS = _DEFAULTS.fetch_max_redirects
 MAX_BYTES = _DEFAULTS.max_file_bytes
