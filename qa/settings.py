@@ -52,8 +52,16 @@ class Settings(BaseSettings):
     lock_timeout_s: float = Field(600.0, ge=0, description="How long an indexer waits for another to finish.")
 
     # -- sources: downloads, feeds and watched folders (qa/sources) ---------------------------------------------
-    fetch_timeout_s: float = Field(20.0, gt=0, description="Give up on one download after this long.")
+    fetch_timeout_s: float = Field(
+        20.0, gt=0, description="Give up on one download after this long (the whole request: headers and body)."
+    )
     fetch_max_redirects: int = Field(5, ge=0, description="Most redirects one download follows.")
+    feed_budget_s: float = Field(
+        120.0,
+        gt=0,
+        description="Most time one feed's run spends downloading (the feed and its summary-only entries' pages); "
+        "pages left are fetched on the next run.",
+    )
     watch_debounce_s: float = Field(1.0, ge=0, description="Quiet time after the last change before re-indexing.")
     watch_max_delay_factor: float = Field(
         10, ge=1, description="A folder that never goes quiet is still indexed every debounce x this."
