@@ -51,6 +51,39 @@ class Settings(BaseSettings):
     )
     lock_timeout_s: float = Field(600.0, ge=0, description="How long an indexer waits for another to finish.")
 
+    # -- the vector index (qa/store/faiss_index.py) ---------------------------------------------------------------
+    vector_rewrite_rows: int = Field(
+        20_000,
+        ge=0,
+        description="Up to this many vectors the FAISS file is rewritten at every commit (cheap); above, a commit "
+        "only logs its change in SQLite, and the file is rewritten when the log is long enough.",
+    )
+    vector_compact_fraction: float = Field(
+        0.1,
+        gt=0,
+        description="When a writer finishes with a change log of this share of the vectors, the log is folded into "
+        "a new FAISS file.",
+    )
+    vector_log_max_rows: int = Field(
+        200_000,
+        ge=1,
+        description="A commit that makes the change log this long folds it into a new FAISS file at once (bounds "
+        "search time and memory during a long run).",
+    )
+    vector_ivf_min_rows: int = Field(
+        250_000,
+        ge=1,
+        description="From this many vectors the FAISS file holds an approximate IVF index (made at a rewrite of "
+        "the file); below, search is exact.",
+    )
+    vector_ivf_nprobe: int = Field(
+        48,
+        ge=1,
+        description="IVF lists searched per query: dense recall@10 >= 0.95 of exact search at 1M chunks "
+        "(bench/index_query.py).",
+    )
+
+
     # -- sources: downloads, feeds and watched folders (qa/sources) ---------------------------------------------
     fetch_timeout_s: float = Field(
         20.0, gt=0, description="Give up on one download after this long (the whole request: headers and body)."
