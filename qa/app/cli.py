@@ -56,12 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--min-hit5", type=float, help="exit 1 when Hit@5 is below this (a CI regression guard)")
     ev.add_argument("--baseline", action="store_true", help="also score the textbook LangChain pipeline")
 
-    sv = sub.add_parser("serve", parents=[common], help="the web chat (Gradio) on http://127.0.0.1:7860")
+    sv = sub.add_parser("serve", parents=[common], help="the web chat and HTTP API on http://127.0.0.1:7860")
     sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=7860)
-    sv.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    sv.add_argument("--auth", metavar="USER:PASS", help="require this login (or set $QA_WEB_AUTH)")
-    sv.add_argument("--backend", choices=BACKENDS, help="default answer backend (changeable in the page)")
+    sv.add_argument("--auth", metavar="USER:PASS", help="require this login (visible in `ps`: prefer the next two)")
+    sv.add_argument("--auth-file", type=Path, help="a file holding USER:PASS (or set $QA_WEB_AUTH)")
+    sv.add_argument("--token-file", type=Path, help="a file holding the API's bearer token (or set $QA_WEB_TOKEN)")
+    sv.add_argument("--backend", choices=BACKENDS, help="default answer backend")
+    sv.add_argument("--backends", metavar="A,B", help="backends callers may choose (default: --backend and extractive)")
     sv.add_argument("-k", type=int, help="passages to read (default 5)")
     return p
 
@@ -177,17 +179,26 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import os
+    from pydantic import SecretStr
 
+    from qa.app.http_api import allowed_backends
     from qa.app.web import serve
 
-    auth = args.auth or os.environ.get("QA_WEB_AUTH", "")
-    if auth and ":" not in auth:
-        raise ValueError("--auth takes USER:PASS")
-    if args.backend:
-        settings = settings.model_copy(update={"backend": args.backend})
-    user, _, password = auth.partition(":")
-    serve(settings, host=args.host, port=args.port, share=args.share, auth=(user, password) if auth else None)
+    update: dict = {"backend": args.backend} if args.backend else {}
+    if args.auth:
+        print("qa: warning: --auth is visible to other users in `ps`; use --auth-file or $QA_WEB_AUTH", file=sys.stderr)
+        update["web_auth"] = SecretStr(args.auth)
+    if args.auth_file:
+        update |= {"web_auth_file": args.auth_file, "web_auth": SecretStr("")}
+    if args.token_file:
+        update |= {"web_token_file": args.token_file, "web_token": SecretStr("")}
+    if args.backends is not None:
+        update["web_backends"] = args.backends
+    settings = settings.model_copy(update=update)
+    unknown = [b for b in allowed_backends(settings) if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {', '.join(unknown)} in --backends (choose from {', '.join(BACKENDS)})")
+    serve(settings, host=args.host, port=args.port)
     return 0
 
 

@@ -1,24 +1,28 @@
-"""The web chat: streaming cited answers, a sources panel, uploads indexed live, and an `/ask` API endpoint."""
+"""The web chat: streaming cited answers, a sources panel, uploads indexed live, and Gradio's `/ask` endpoint.
+Served with the JSON API by qa/app/server.py; limits and error messages are the API's (qa/app/http_api.py)."""
 
 from __future__ import annotations
 
 import html
 import logging
-import os
 import re
-import shutil
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
+from gradio_client.utils import is_http_url_like
 
 from qa.answer.generate import warm_up
 from qa.answer.llm import chat_model
 from qa.api import Assistant
-from qa.errors import QAError
-from qa.schema import Answer, Citation, IndexReport, Passage, Rejection
-from qa.settings import BACKENDS, Settings
+from qa.app.http_api import ApiError, allowed_backends, check_question, error_of, public_answer
+from qa.app.server import Credentials, Running, build, run
+from qa.app.uploads import Saved, repeat_lines, save_uploads, shown_report
+from qa.schema import Answer, Citation, IndexReport, Passage
+from qa.settings import Settings
 from qa.sources.ingest import SUPPORTED
 from qa.store import IndexMissing
 
@@ -30,12 +34,12 @@ EXAMPLES = [
     "What were the Paris talks designed to do?",
     "Who won the 2010 World Cup?",
 ]
-MAX_FILES = 20  # per upload
-ASK_CONCURRENCY = 4  # questions answered at once (the rest wait in the queue, nobody blocks the page)
 STATS_EVERY_S = 5.0  # the index stats refresh this often (another process, e.g. `qa watch`, may add articles)
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+GRADIO_CACHE_CLEAN = (600, 3600)  # every 10 min, delete Gradio's temp files (uploads never submitted) over 1 h old
 _INLINE_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|~$])")
-_LINE_START_SPECIAL = re.compile(r"^(\s*\d*)([#>+=.)-])", re.MULTILINE)  # headings, quotes, lists, rules
+# Headings, quotes, lists, rules: blanks *within the line* only. `\s*` also crossed newlines, so each line start
+# rescanned all the blank lines after it (a 32 KB question of "\n " took 11 s); this is linear.
+_LINE_START_SPECIAL = re.compile(r"^([^\S\n]*\d*)([#>+=.)-])", re.MULTILINE)
 _MARKER = re.compile(r"\\\[(\d{1,3})\\\]")
 EMPTY_PANEL = (
     '<div class="sources"><div class="title">Sources</div><div class="empty">Ask a question: the passages '
@@ -160,44 +164,44 @@ def _count(n: int, noun: str) -> str:
 
 
 # -- uploads -------------------------------------------------------------------------------------------------
-def safe_name(name: str) -> str:
-    """A plain file name for an upload, or ValueError: no folders, no `..`, only [A-Za-z0-9._-]."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    if base in ("", ".", "..") or "\x00" in base:
-        raise ValueError("unsafe file name")
-    clean = _UNSAFE.sub("_", base).lstrip("._-")[:120]
-    if not clean or Path(clean).suffix.lower() not in SUPPORTED:
-        raise ValueError(f"unsupported file type (use {', '.join(sorted(SUPPORTED))})")
-    return clean
+def local_files_only(block: gr.File) -> gr.File:
+    """Make `block` refuse a URL a caller puts in its payload: Gradio downloads public URLs for anyone calling
+    the upload endpoint with `{"path": "https://..."}`; uploads are files the caller sends. (Patched on the
+    instance: a gr.File subclass would make Gradio write a .pyi stub beside this module.)"""
+    move, async_move = block.move_resource_to_block_cache, block.async_move_resource_to_block_cache
+
+    def local(url_or_file_path: str | Path | None) -> str | None:
+        _no_url(url_or_file_path)
+        return move(url_or_file_path)
+
+    async def async_local(url_or_file_path: str | Path | None) -> str | None:
+        _no_url(url_or_file_path)
+        return await async_move(url_or_file_path)
+
+    block.move_resource_to_block_cache, block.async_move_resource_to_block_cache = local, async_local
+    return block
 
 
-def save_uploads(paths: list[str], folder: Path, max_bytes: int) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Copy accepted uploads into `folder`; returns the saved paths and (name, reason) for the refused ones."""
-    folder.mkdir(parents=True, exist_ok=True)
-    saved: list[Path] = []
-    refused: list[tuple[str, str]] = []
-    for i, path in enumerate(paths):
-        name = Path(path).name
+def _no_url(value: object) -> None:
+    if is_http_url_like(value):
+        raise gr.Error("this server does not fetch URLs for callers; upload the file itself")
+
+
+def _drop_temp(paths: list[str]) -> None:
+    """Delete Gradio's temp copies of an upload (<GRADIO_TEMP_DIR>/<hash>/<name>) once they are stored."""
+    for path in paths:
         try:
-            if i >= MAX_FILES:
-                raise ValueError(f"more than {MAX_FILES} files in one upload")
-            target = folder / safe_name(name)
-            if target.resolve().parent != folder.resolve():
-                raise ValueError("unsafe file name")
-            size = Path(path).stat().st_size
-            if size > max_bytes:
-                raise ValueError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
-            shutil.copyfile(path, target)
-            saved.append(target)
-        except (ValueError, OSError) as exc:
-            refused.append((name, str(exc)))
-    return saved, refused
+            Path(path).unlink(missing_ok=True)
+            Path(path).parent.rmdir()
+        except OSError:  # not empty, or already gone
+            pass
 
 
-def report_markdown(report: IndexReport) -> str:
+def report_markdown(report: IndexReport, saved: Saved | None = None) -> str:
     """The upload's report as Markdown (every name and reason escaped)."""
     lines = [f"**Indexed:** {report.counts()}"]
-    lines += [f"- {what}: {md_escape(item)}" for what, item in report.lines()]
+    pairs = report.lines() + (repeat_lines(saved) if saved else [])
+    lines += [f"- {what}: {md_escape(item)}" for what, item in pairs]
     return "\n".join(lines)
 
 
@@ -221,7 +225,9 @@ def respond(assistant: Assistant, question: str, turns: list[dict], backend: str
     chat = [*_chat(turns, question), bubble]
     text, answer = "", None
     try:
-        for item in assistant.ask_stream(question, k=int(k), history=_history(turns), backend=backend):
+        history = _history(turns)[-assistant.settings.web_max_history_messages :]
+        check_question(assistant.settings, question, history, int(k), backend)
+        for item in assistant.ask_stream(question, k=int(k), history=history, backend=backend):
             if isinstance(item, Answer):
                 answer = item
             else:
@@ -232,7 +238,8 @@ def respond(assistant: Assistant, question: str, turns: list[dict], backend: str
         bubble["content"] = answer_markdown(answer)
         turn = {"q": question, "a": answer.text, "bubble": bubble, "sources": sources_html(answer), "error": False}
     except Exception as exc:  # shown in the chat; the app keeps serving
-        log.warning("question %r failed", question, exc_info=True)
+        log.warning("question failed: %s", exc)
+        log.debug("details", exc_info=exc)
         bubble["content"] = error_markdown(exc)
         panel = f'<div class="sources"><div class="error">{html.escape(str(exc))}</div></div>'
         turn = {"q": question, "a": "", "bubble": bubble, "sources": panel, "error": True}
@@ -240,12 +247,19 @@ def respond(assistant: Assistant, question: str, turns: list[dict], backend: str
     yield chat, turns, turn["sources"]
 
 
-def create_app(assistant: Assistant) -> gr.Blocks:
-    """The Gradio app over `assistant`'s index (queue configured; launch it, or use `serve`)."""
+def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -> gr.Blocks:
+    """The Gradio app over `assistant`'s index (queue configured); qa/app/server.py mounts it beside the API.
+    `index_lock` is shared with the API's uploads, so one upload indexes at a time."""
     settings = assistant.settings
+    index_lock = index_lock or threading.Lock()
+    concurrency = settings.web_ask_concurrency
+    limit = settings.web_max_question_chars
 
     def take_question(question: str, turns: list[dict]) -> tuple[str, list, str, str]:
         question = (question or "").strip()
+        if len(question) > limit:  # the browser stops at max_length; other callers are refused here, unread
+            gr.Warning(f"The question is {len(question)} characters; the limit is {limit}.")
+            return gr.skip(), gr.skip(), "", gr.skip()
         panel = f'<div class="sources"><div class="title">Sources</div><div class="empty">{WAIT}</div></div>'
         return "", _chat(turns, question), question, panel if question else gr.skip()
 
@@ -254,35 +268,37 @@ def create_app(assistant: Assistant) -> gr.Blocks:
         return turns[index // 2]["sources"] if 0 <= index // 2 < len(turns) else gr.skip()
 
     def upload(paths: list[str] | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
-        """Index uploaded articles (saved under <index>/uploads); returns the report and the new stats."""
+        """Index uploaded articles (stored under <index>/uploads/<content hash>/); the report and new stats."""
         if not paths:
             return "No files received.", stats_markdown(assistant), None
         progress(0.05, desc="Saving files")
         folder = (settings.index_dir / "uploads").resolve()
-        saved, refused = save_uploads(list(paths), folder, settings.max_file_bytes)
-        shown = IndexReport(rejected=[Rejection(name, reason) for name, reason in refused])
-        if saved:
-            progress(0.2, desc=f"Indexing {len(saved)} file(s)")
+        try:
+            saved = save_uploads(((p, p) for p in paths), folder, settings.max_file_bytes, settings.web_max_files)
+        finally:
+            _drop_temp(list(paths))
+        report = None
+        if saved.paths:
+            progress(0.2, desc=f"Indexing {len(saved.paths)} file(s)")
             try:
-                report = assistant.index(saved)
-            except (QAError, ValueError, OSError) as exc:
-                return f"⚠️ **Indexing failed:** {md_escape(str(exc))}", stats_markdown(assistant), None
-            hide = f"{folder}{os.sep}"  # show file names, not server paths
-            shown.added = [a.replace(hide, "") for a in report.added]
-            shown.updated = [u.replace(hide, "") for u in report.updated]
-            shown.unchanged = report.unchanged
-            shown.rejected += [Rejection(Path(r.source).name, r.reason) for r in report.rejected]
-        return report_markdown(shown), stats_markdown(assistant), None
+                with index_lock:
+                    report = assistant.index(saved.paths)
+            except Exception as exc:
+                return f"⚠️ **Indexing failed:** {md_escape(error_of(exc).message)}", stats_markdown(assistant), None
+        return report_markdown(shown_report(report, saved, folder), saved), stats_markdown(assistant), None
 
     def ask(question: str, history: list[dict[str, str]] | None = None, backend: str = "", k: int = 0) -> dict:
         """Answer `question` from the indexed articles: the JSON of `qa ask --json` (text, citations, ...)."""
         try:
-            k = min(max(k, 1), 50) if k else None
-            return assistant.ask(question, k=k, history=history or None, backend=backend or None).to_dict()
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise gr.Error(str(exc)) from exc
+            if not isinstance(question, str) or not isinstance(history, list | None):
+                raise ApiError(422, "question must be text and history a list of {role, content} messages")
+            check_question(settings, question, history, k or None, backend or None)
+            answer = assistant.ask(question, k=k or None, history=history or None, backend=backend or None)
+            return public_answer(answer)
+        except Exception as exc:  # the caller gets the message (Gradio would send {"error": null})
+            raise gr.Error(error_of(exc).message) from exc
 
-    with gr.Blocks(title="news-qa", analytics_enabled=False) as app:
+    with gr.Blocks(title="news-qa", analytics_enabled=False, delete_cache=GRADIO_CACHE_CLEAN) as app:
         gr.Markdown("## news-qa · ask the news\nAnswers quote the articles, every sentence cited [n].")
         turns = gr.State([])
         pending = gr.State("")
@@ -302,7 +318,7 @@ def create_app(assistant: Assistant) -> gr.Blocks:
                     placeholder="Ask a question…",
                     elem_id="question",
                     submit_btn="Ask",
-                    max_length=1000,
+                    max_length=limit,
                     autofocus=True,
                 )
                 examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples", api_visibility="private")
@@ -310,21 +326,29 @@ def create_app(assistant: Assistant) -> gr.Blocks:
                 sources = gr.HTML(EMPTY_PANEL, css_template=PANEL_CSS, js_on_load=None, elem_id="sources")
         with gr.Accordion("Articles and settings", open=True), gr.Row():
             with gr.Column(scale=3):
-                files = gr.File(
-                    label="Add articles",
-                    elem_id="upload",
-                    file_count="multiple",
-                    height=120,
+                files = local_files_only(
+                    gr.File(
+                        label="Add articles",
+                        elem_id="upload",
+                        file_count="multiple",
+                        height=120,
+                    )
                 )
                 gr.Markdown(
-                    f"{', '.join(sorted(SUPPORTED))} · up to {MAX_FILES} files of {settings.max_file_mb:g} MB each; "
-                    "indexed right away, no restart needed.",
+                    f"{', '.join(sorted(SUPPORTED))} · up to {settings.web_max_files} files of "
+                    f"{settings.max_file_mb:g} MB each; indexed right away, no restart needed.",
                 )
                 report = gr.Markdown(label="Upload report", elem_id="upload-report")
             with gr.Column(scale=2):
                 stats = gr.Markdown(stats_markdown(assistant), label="Index", elem_id="index-stats")
-                backend = gr.Dropdown(list(BACKENDS), value=settings.backend, label="Answer backend")
-                k = gr.Slider(1, 20, value=settings.k, step=1, label="Passages to read (k)")
+                backend = gr.Dropdown(list(allowed_backends(settings)), value=settings.backend, label="Answer backend")
+                k = gr.Slider(
+                    1,
+                    settings.web_max_k,
+                    value=min(settings.k, settings.web_max_k),
+                    step=1,
+                    label="Passages to read (k)",
+                )
 
         for start in (question.submit, examples.load_input_event.then):  # typing Enter, or clicking an example
             start(
@@ -337,7 +361,7 @@ def create_app(assistant: Assistant) -> gr.Blocks:
                 partial(respond, assistant),
                 [pending, turns, backend, k],
                 [chat, turns, sources],
-                concurrency_limit=ASK_CONCURRENCY,
+                concurrency_limit=concurrency,
                 concurrency_id="ask",
                 show_progress="minimal",
                 api_visibility="private",
@@ -351,8 +375,8 @@ def create_app(assistant: Assistant) -> gr.Blocks:
         gr.Timer(STATS_EVERY_S).tick(
             lambda: stats_markdown(assistant), None, [stats], queue=False, api_visibility="private"
         )
-        gr.api(ask, api_name="ask", concurrency_limit=ASK_CONCURRENCY, concurrency_id="ask")
-    app.queue(max_size=256, default_concurrency_limit=ASK_CONCURRENCY)
+        gr.api(ask, api_name="ask", concurrency_limit=concurrency, concurrency_id="ask")
+    app.queue(max_size=256, default_concurrency_limit=concurrency)
     return app
 
 
@@ -360,11 +384,14 @@ def serve(
     settings: Settings,
     host: str = "127.0.0.1",
     port: int = 7860,
-    share: bool = False,
     auth: tuple[str, str] | None = None,
     block: bool = True,
-) -> gr.Blocks:
-    """Start the web chat on http://host:port (blocks unless `block=False`; then `.close()` the returned app)."""
+) -> Running | None:
+    """Start the chat and the HTTP API on http://host:port; blocks unless `block=False` (then `.close()` the
+    returned server). `auth` (USER, PASS) overrides settings.web_auth; the token is settings.web_token."""
+    credentials = Credentials.from_settings(settings)
+    if auth:
+        credentials = replace(credentials, user=auth[0], password=auth[1])
     assistant = Assistant(settings)
     _ = assistant.embedder  # load the models before the first question, not during it
     if settings.backend != "extractive":
@@ -378,16 +405,4 @@ def serve(
                     warm_up(model)
                 except Exception as exc:  # only the first answer is slower
                     log.warning("could not pre-evaluate the system prompt: %s", exc)
-    app = create_app(assistant)
-    app.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        auth=auth,
-        max_file_size=settings.max_file_bytes,
-        theme=THEME,
-        prevent_thread_lock=not block,
-        quiet=not block,
-        footer_links=["api"],
-    )
-    return app
+    return run(build(assistant, credentials, host, port), host, port, block)

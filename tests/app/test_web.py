@@ -16,7 +16,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError, AuthenticationError
 
 import qa
-from qa.app.web import MAX_FILES, md_escape, respond, safe_name, save_uploads, serve, sources_html
+from qa.app.uploads import safe_name, save_uploads
+from qa.app.web import md_escape, respond, serve, sources_html
 from qa.schema import Answer, Citation, Passage
 from qa.settings import Settings
 from tests.helpers import DATA, SEEDS, free_port
@@ -81,7 +82,7 @@ def test_ask_follow_up_upload_and_cite_the_new_article(web_url: str, tmp_path: P
     assert answer["abstained"] is False and "412 metres" in answer["text"]
     cited = [c for c in answer["citations"] if "412 metres" in c["quote"]]
     assert cited and cited[0]["title"] == "Glass Footbridge Opens in Tarnholm"
-    assert Path(cited[0]["source"]).name == "tarnholm_bridge.txt"  # saved under a safe name in <index>/uploads
+    assert cited[0]["source"] == "tarnholm_bridge.txt"  # saved under a safe name, shown without the server path
     assert cited[0]["quote"] in NEW_ARTICLE and cited[0]["end"] - cited[0]["start"] == len(cited[0]["quote"])
 
 
@@ -91,7 +92,7 @@ def test_abstention_is_an_answer_and_errors_are_clear(web_url: str):
     out = client.predict("Who won the 2010 World Cup?", api_name="/ask")
     assert out["abstained"] is True and out["text"] == "The articles don't say." and out["citations"] == []
 
-    with pytest.raises(AppError, match="unknown answer backend"):
+    with pytest.raises(AppError, match="backend 'no-such-backend' is not offered by this server"):
         client.predict(SEED_QUESTION, None, "no-such-backend", api_name="/ask")
     assert client.predict(SEED_QUESTION, api_name="/ask")["citations"]  # still serving
 
@@ -217,12 +218,14 @@ def test_upload_names_and_limits(tmp_path: Path):
     src = tmp_path / "src"
     src.mkdir()
     paths = []
-    for i in range(MAX_FILES + 2):
+    for i in range(7):
         (src / f"a{i}.txt").write_text(f"Title {i}\n\nBody {i}.")
         paths.append(str(src / f"a{i}.txt"))
     (src / "big.txt").write_text("x" * 2000)
-    saved, refused = save_uploads([*paths, str(src / "big.txt")], tmp_path / "uploads", max_bytes=1000)
-    assert len(saved) == MAX_FILES and all(p.parent == tmp_path / "uploads" for p in saved)
-    assert [reason for _, reason in refused].count(f"more than {MAX_FILES} files in one upload") == 3
-    saved, refused = save_uploads([str(src / "big.txt")], tmp_path / "uploads", max_bytes=1000)
-    assert not saved and "over the" in refused[0][1]
+    folder = tmp_path / "uploads"
+    saved = save_uploads([(p, p) for p in [*paths, str(src / "big.txt")]], folder, max_bytes=1000, max_files=5)
+    assert len(saved.paths) == 5 and all(p.parent.parent == folder for p in saved.paths)
+    assert [reason for _, reason in saved.refused].count("more than 5 files in one upload") == 3
+    saved = save_uploads([("big.txt", str(src / "big.txt"))], folder, max_bytes=1000, max_files=5)
+    assert not saved.paths and "over the" in saved.refused[0][1]
+    assert not list(folder.glob(".upload-*"))  # no half-written temp files left behind
