@@ -1,4 +1,12 @@
-"""Stage 2: split an article into overlapping runs of whole sentences, each with its exact character span."""
+"""Stage 2: split an article into overlapping runs of whole sentences, each with its exact character span.
+
+The cost stays linear in the text whatever its shape. pysbd finds the sentences, but its time grows with
+sentences x length of what it is given (a 20 KB run of 1-character lines took 13 s), so it is fed pieces of at
+most _MAX_PIECE characters and _MAX_CANDIDATES possible sentence ends, cut at such an end; a piece denser in
+them than prose (a list of 1-character lines, "a. a. a.") is split at them directly, and one without any is one
+sentence. A sentence shorter than _MIN_SENTENCE takes in the next, so the sentences embedded per byte are
+bounded too.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,12 @@ from functools import lru_cache
 from qa.schema import Article, Chunk
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
-_MAX_SEGMENT = 20_000  # pysbd is fed pieces no longer than this, so a megabyte-long line stays cheap
+# Where a sentence may end (pysbd decides, except in dense text): end punctuation before a space, or a newline.
+_CANDIDATE = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)|[\u3002\uff01\uff1f]+|\n")
+_MAX_PIECE = 5_000  # most characters pysbd is given at once
+_MAX_CANDIDATES = 32  # most possible sentence ends in one piece
+_DENSE_CHARS = 16  # fewer characters than this per possible end: not prose, split at each end without pysbd
+_MIN_SENTENCE = 16  # a shorter sentence takes in the next (a run of 1-character lines is not 1 sentence each)
 
 
 @lru_cache(maxsize=1)
@@ -22,8 +35,14 @@ def sentence_spans(text: str, max_chars: int = 1200) -> list[tuple[int, int]]:
     """Sentence spans (start, end) in `text`, whitespace trimmed; over-long sentences are cut at spaces."""
     spans: list[tuple[int, int]] = []
     for para_start, para_end in _paragraphs(text):
-        for piece_start in range(para_start, para_end, _MAX_SEGMENT):
-            piece_end = min(piece_start + _MAX_SEGMENT, para_end)
+        for piece_start, piece_end, ends in _pieces(text, para_start, para_end):
+            if (piece_end - piece_start) < _DENSE_CHARS * len(ends) or not ends:
+                bounds = [piece_start, *ends]
+                if bounds[-1] < piece_end:
+                    bounds.append(piece_end)
+                for start, end in zip(bounds, bounds[1:], strict=False):
+                    spans.extend(_trimmed_parts(text, start, end, max_chars))
+                continue
             piece = text[piece_start:piece_end]
             cursor = 0
             for sentence in _segmenter().segment(piece):
@@ -33,7 +52,55 @@ def sentence_spans(text: str, max_chars: int = 1200) -> list[tuple[int, int]]:
                     sentence = piece[cursor:]
                 cursor = found + len(sentence)
                 spans.extend(_trimmed_parts(text, piece_start + found, piece_start + cursor, max_chars))
-    return spans
+    return _joined(spans, max_chars)
+
+
+def _pieces(text: str, start: int, end: int) -> list[tuple[int, int, list[int]]]:
+    """The paragraph text[start:end] cut into pieces for pysbd: (start, end, possible sentence ends inside),
+    at most _MAX_PIECE characters and _MAX_CANDIDATES ends each, cut after a possible end when there is one."""
+    pieces: list[tuple[int, int, list[int]]] = []
+    ends: list[int] = []
+    for match in _CANDIDATE.finditer(text, start, end):
+        at = match.end()
+        while at - start > _MAX_PIECE:  # the piece is full before this end
+            if ends:
+                pieces.append((start, ends[-1], ends[:-1]))
+                start, ends = ends[-1], []
+            else:  # a long run without any: cut at a space
+                cut = text.rfind(" ", start + _MAX_PIECE // 2, start + _MAX_PIECE)
+                cut = cut + 1 if cut > start else start + _MAX_PIECE
+                pieces.append((start, cut, []))
+                start = cut
+        ends.append(at)
+        if len(ends) >= _MAX_CANDIDATES:
+            pieces.append((start, at, ends[:-1]))
+            start, ends = at, []
+    while end - start > _MAX_PIECE:
+        if ends:
+            pieces.append((start, ends[-1], ends[:-1]))
+            start, ends = ends[-1], []
+            continue
+        cut = text.rfind(" ", start + _MAX_PIECE // 2, start + _MAX_PIECE)
+        cut = cut + 1 if cut > start else start + _MAX_PIECE
+        pieces.append((start, cut, []))
+        start = cut
+    if end > start:
+        pieces.append((start, end, [e for e in ends if e < end]))
+    return pieces
+
+
+def _joined(spans: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:
+    """Each sentence shorter than _MIN_SENTENCE joined with the next (never past `max_chars`): all but the last
+    are then at least that long."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out:
+            last_start, last_end = out[-1]
+            if last_end - last_start < _MIN_SENTENCE and end - last_start <= max_chars:
+                out[-1] = (last_start, end)
+                continue
+        out.append((start, end))
+    return out
 
 
 def _paragraphs(text: str) -> list[tuple[int, int]]:

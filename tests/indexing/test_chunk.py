@@ -47,3 +47,54 @@ def test_a_megabyte_line_without_punctuation_is_cut_into_bounded_chunks():
     chunks = chunk_article(article, chunk_chars=600, overlap_chars=100)
     assert max(len(c.text) for c in chunks) <= 600
     assert chunks[-1].end == len(article.text.rstrip())
+
+
+def _article(text: str, title: str = "t"):
+    return make_article(title=title, text=text, source="s", origin="s", key="k")
+
+
+def test_sentences_stay_few_per_byte_whatever_the_shape():
+    # 1-character lines used to be one sentence each (a sentence vector each at indexing, 8 million for 16 MB),
+    # and pysbd's time grew with sentences x length: now every shape costs a bounded amount per byte.
+    for unit in ("a\n", "a\n\n", "a. ", "Mr. ", "word ", "x", "a!\n"):
+        text = unit * (20_000 // len(unit))
+        spans = sentence_spans(text, max_chars=600)
+        assert len(spans) <= len(text) / 16 + 1, (unit, len(spans))
+        assert all(text[s:e].strip() and e - s <= 600 for s, e in spans), unit
+        chunks = chunk_article(_article(text), chunk_chars=600, overlap_chars=150)
+        assert max(len(c.text) for c in chunks) <= 600
+        assert len(chunks) <= 2 * len(text) / (600 - 150) + 1, unit  # the text once, plus overlap
+        assert set(chunks[0].sentences) <= set(spans)
+
+
+def test_sentence_finding_grows_linearly_in_the_number_of_pysbd_calls_and_their_size(monkeypatch):
+    # Counted, not timed: what pysbd is given per call stays bounded, so its cost per byte does too.
+    from qa.indexing import chunk
+
+    calls: list[int] = []
+    real = chunk._segmenter()
+
+    class Counting:
+        def segment(self, text):
+            calls.append(len(text))
+            return real.segment(text)
+
+    monkeypatch.setattr(chunk, "_segmenter", lambda: Counting())
+    for unit in ("The council met on Monday. ", "a\n", "Mr. Smith. "):
+        for size in (20_000, 80_000):
+            calls.clear()
+            sentence_spans(unit * (size // len(unit)))
+            assert all(n <= chunk._MAX_PIECE for n in calls), unit
+            assert sum(calls) <= size, unit  # each character is given to pysbd at most once
+    text = "The council met on Monday. " * 2000
+    calls.clear()
+    sentence_spans(text)
+    assert calls and text[: max(calls)].count(". ") <= chunk._MAX_CANDIDATES  # pieces of few possible ends
+
+
+def test_a_sixteen_megabyte_line_is_chunked_in_bounded_pieces():
+    text = "word " * (16_000_000 // 5)
+    chunks = chunk_article(_article(text), chunk_chars=600, overlap_chars=150)
+    assert max(len(c.text) for c in chunks) <= 600
+    assert len(chunks) <= len(text) / 300
+    assert chunks[-1].end == len(text.rstrip())
