@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -12,6 +13,9 @@ from pathlib import Path
 
 from qa.errors import QAError
 from qa.schema import Article, Rejection
+from qa.text import clean
+
+log = logging.getLogger(__name__)
 
 TEXT_TYPES = {".txt", ".text", ".md", ".markdown"}
 HTML_TYPES = {".html", ".htm", ".xhtml"}
@@ -19,15 +23,21 @@ JSON_TYPES = {".json"}
 JSONL_TYPES = {".jsonl", ".ndjson"}
 MIN_HTML_WORDS = 8  # below this an HTML page is navigation, not an article
 SUPPORTED = TEXT_TYPES | HTML_TYPES | JSON_TYPES | JSONL_TYPES
+# Metadata is a line, not a text: longer values are cut (titles at a word, with an ellipsis), so a hostile
+# "title" of megabytes cannot be stored, shown and prepended to every chunk of its article for embedding.
+MAX_TITLE_CHARS = 300
+MAX_META_CHARS = 300  # source, published
+MAX_URL_CHARS = 2048  # a longer url is dropped: cut, it would link somewhere else
+MAX_ID_CHARS = 200  # a longer given id is replaced by its hash
 
-# Lines that news sites append to articles and that never answer a question.
+# Lines that news sites append to articles and that never answer a question: whole lines, matched in one pass
+# over the text (no list of lines: a file of 8 million 1-character lines stays one string).
 _BOILERPLATE = re.compile(
-    r"^\s*(leave a (comment|reply)|\d+\s+comments?|comments?|share( this( article| story)?)?|advertisement|"
-    r"read more|related (articles|stories)|sign up for our newsletter.*|click here to subscribe.*)\s*$",
-    re.IGNORECASE,
+    r"^[^\S\n]*(leave a (comment|reply)|\d+[^\S\n]+comments?|comments?|share( this( article| story)?)?|"
+    r"advertisement|read more|related (articles|stories)|sign up for our newsletter.*|click here to subscribe.*)"
+    r"[^\S\n]*(\n|\Z)",
+    re.IGNORECASE | re.MULTILINE,
 )
-# Control characters, and lone surrogates (from JSON escapes like \ud800) that UTF-8 and SQLite cannot hold.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _FIELDS = {
     "id": ("doc_id", "id", "article_id", "guid"),
     "text": ("text", "body", "content", "article", "maintext"),
@@ -49,31 +59,62 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Rejection]]:
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            root = path.resolve()
+            for folder, dirs, names in os.walk(path):  # links to folders are listed in dirs, never entered
+                here = Path(folder)
+                for name in sorted(d for d in dirs if not d.startswith(".") and (here / d).is_symlink()):
+                    rejected.append(Rejection(printable(str(here / name)), "a link to a folder: not followed"))
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
                 for name in sorted(names):
                     if name.startswith("."):
                         continue
-                    candidate = Path(root) / name
-                    if candidate.suffix.lower() in SUPPORTED:
-                        files.append(candidate)
+                    candidate = here / name
+                    reason = _link_problem(candidate, root) if candidate.is_symlink() else ""
+                    if not reason and candidate.suffix.lower() not in SUPPORTED:
+                        reason = _unsupported(candidate)
+                    if reason:
+                        rejected.append(Rejection(printable(str(candidate)), reason))
                     else:
-                        rejected.append(Rejection(printable(str(candidate)), _unsupported(candidate)))
-        elif path.exists():
+                        files.append(candidate)
+        elif path.exists():  # a file named on its own is read even through a link: the user chose it
             if path.suffix.lower() in SUPPORTED:
                 files.append(path)
             else:
                 rejected.append(Rejection(printable(str(path)), _unsupported(path)))
         else:
             rejected.append(Rejection(printable(str(path)), "no such file or folder"))
-    unique = []
-    for path in dict.fromkeys(p.resolve() for p in files):
+    unique: dict[Path, Path] = {}  # the file itself -> the name it is read by (a real file before a link to it)
+    for path in files:
+        named = own_name(path)
+        target = named.resolve()
+        if target not in unique or (unique[target].is_symlink() and not named.is_symlink()):
+            unique[target] = named
+    kept = []
+    for path in unique.values():
         reason = _unreadable(path)
         if reason:
             rejected.append(Rejection(printable(str(path)), reason))
         else:
-            unique.append(path)
-    return unique, rejected
+            kept.append(path)
+    return kept, rejected
+
+
+def own_name(path: Path) -> Path:
+    """The absolute path of `path` itself: its folder resolved, but not a link at its end (a link is read by
+    its own name and suffix, never its target's)."""
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _link_problem(link: Path, root: Path) -> str:
+    """Why a symbolic link found in the folder `root` is not read: it leads out of the folder (to /etc/passwd,
+    say, or another user's files), or to nothing. "" for a link to a file inside the folder."""
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing target, or a loop of links
+        return "a link to nothing (its target is missing)"
+    if not target.is_relative_to(root):
+        return f"a link to a file outside {printable(str(root))}: not followed (copy the file in to index it)"
+    return ""
 
 
 def _unreadable(path: Path) -> str:
@@ -143,7 +184,7 @@ def read_text(path: Path, max_bytes: int) -> str:
         raise IngestError("empty file")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return _clean(raw.decode("utf-16"))
+            return clean(raw.decode("utf-16"))
         except UnicodeDecodeError:
             raise IngestError("broken UTF-16 text") from None
     if b"\x00" in raw[:65536]:
@@ -154,26 +195,23 @@ def read_text(path: Path, max_bytes: int) -> str:
         raise IngestError(
             f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); re-save the file as UTF-8"
         ) from None
-    text = _clean(text)
+    text = clean(text)
     if not text.strip():
         raise IngestError("no text in file")
     return text
 
 
-def _clean(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", text)
-
-
 def _strip_boilerplate(text: str) -> str:
-    lines = [line for line in text.split("\n") if not _BOILERPLATE.match(line)]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return re.sub(r"\n{3,}", "\n\n", _BOILERPLATE.sub("", text)).strip()
 
 
 def _from_plain_text(text: str, path: Path) -> Article:
-    lines = text.strip().split("\n")
-    title = lines[0].lstrip("#").strip()
-    body = _strip_boilerplate("\n".join(lines[1:]))
+    first, _, rest = text.strip().partition("\n")
+    title = first.lstrip("#").strip()
+    if len(title) > MAX_TITLE_CHARS:  # not a headline: the line stays in the text, the file names the article
+        log.debug("%s: first line of %d characters is text, not a title", path, len(title))
+        title, rest = path.stem, text
+    body = _strip_boilerplate(rest)
     if not body:
         body, title = title, path.stem
     return make_article(title=title, text=body, source=str(path), origin=str(path), key=str(path))
@@ -195,7 +233,7 @@ def _from_html(html: str, origin: str, url: str = "") -> Article:
     data = json.loads(extracted)
     title = (data.get("title") or "").strip()
     # trafilatura gives one paragraph per line; the headline often repeats as the first one.
-    paragraphs = [line.strip() for line in _clean(data.get("text") or "").split("\n") if line.strip()]
+    paragraphs = [line.strip() for line in clean(data.get("text") or "").split("\n") if line.strip()]
     if paragraphs and title and paragraphs[0] == title:
         paragraphs = paragraphs[1:]
     text = _strip_boilerplate("\n\n".join(paragraphs))
@@ -214,7 +252,7 @@ def _from_html(html: str, origin: str, url: str = "") -> Article:
 
 def html_to_article(html: str, origin: str, url: str = "") -> Article:
     """Extract the main article text of an HTML page (boilerplate, scripts and comments dropped)."""
-    return _from_html(_clean(html), origin, url)
+    return _from_html(clean(html), origin, url)
 
 
 def _records_of(data: object) -> list:
@@ -264,7 +302,7 @@ def _field(record: dict, name: str) -> str:
     for key in _FIELDS[name]:
         value = record.get(key)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            text = _clean(str(value)).strip()
+            text = clean(str(value)).strip()
             if text:
                 return text
     return ""
@@ -308,9 +346,23 @@ def make_article(
     published: str = "",
     article_id: str = "",
 ) -> Article:
-    """Build an Article with a stable id (given, or derived from its url/path) and a content hash."""
+    """Build an Article with a stable id (given, or derived from its url/path) and a content hash. Every field
+    is cleaned like a file's text (whatever the source: files, feeds, API callers) and metadata is bounded
+    (MAX_*_CHARS): a value too long is cut, or dropped where a cut one would be wrong (a url)."""
+    text = clean(text)
     if not text.strip():
         raise IngestError("no article text")
+    title = shorten(title, MAX_TITLE_CHARS, "title", origin)
+    source = shorten(source, MAX_META_CHARS, "source", origin)
+    published = shorten(published, MAX_META_CHARS, "date", origin)
+    url = " ".join(clean(url)[: MAX_URL_CHARS + 1].split())
+    if len(url) > MAX_URL_CHARS:
+        log.debug("%s: url of more than %d characters dropped", origin, MAX_URL_CHARS)
+        url = ""
+    article_id = " ".join(clean(article_id)[: MAX_ID_CHARS + 1].split())
+    if len(article_id) > MAX_ID_CHARS:
+        log.debug("%s: id of more than %d characters replaced by its hash", origin, MAX_ID_CHARS)
+        article_id = id_for(article_id)
     digest = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()[:32]
     return Article(
         id=article_id or id_for(key),
@@ -322,6 +374,20 @@ def make_article(
         content_hash=digest,
         origin=origin,
     )
+
+
+def shorten(value: str, limit: int, what: str = "value", where: str = "") -> str:
+    """`value` cleaned, on one line, and at most `limit` characters: cut at a word with an ellipsis when longer
+    (logged at debug). Linear whatever its length: only a prefix of it is looked at."""
+    head = " ".join(clean(value[: 4 * limit]).split())
+    if len(head) <= limit and len(value) <= 4 * limit:
+        return head
+    if len(head) > limit:
+        cut = head.rfind(" ", limit // 2, limit)
+        head = head[:cut] if cut > 0 else head
+    head = head[: limit - 1].rstrip() + "\u2026"
+    log.debug("%s: %s of %d characters cut to %d", where, what, len(value), len(head))
+    return head
 
 
 def normalize_date(value: str) -> str:

@@ -53,8 +53,8 @@ def test_a_pipe_and_a_link_to_dev_zero_are_refused_without_reading_them(tmp_path
     )
     assert out.returncode == 0, out.stderr
     assert sorted(out.stdout.splitlines()) == [
-        "/dev/zero|not a regular file (a pipe, device or socket)",
         f"{tmp_path}/pipe.txt|not a regular file (a pipe, device or socket)",
+        f"{tmp_path}/zero.md|a link to a file outside {tmp_path}: not followed (copy the file in to index it)",
     ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qa.schema import Article, Rejection
-from qa.sources.ingest import IngestError, discover, iter_articles, load_file
+from qa.sources.ingest import IngestError, discover, iter_articles, load_file, make_article
 from tests.helpers import DATA, SEEDS, SHARED_EVAL
 
 MB = 1_000_000
@@ -119,3 +119,86 @@ def test_html_without_article_text_is_rejected(tmp_path: Path):
     path.write_text("<html><head><script>alert(1)</script></head><body><nav>Home</nav></body></html>")
     with pytest.raises(IngestError, match="no article text"):
         load_file(path, MB)
+
+
+def test_titles_and_every_metadata_field_are_bounded(tmp_path: Path):
+    # A 100 KB title took 1.64 GB to index: it was embedded and FTS-indexed with each chunk of its article.
+    long = "word " * 20_000
+    record = {"id": "i" * 5000, "title": long, "text": "The harbour opened on Monday.", "url": "http://x/" + "a" * 9000}
+    record |= {"source": "s" * 100_000, "published": "2024-01-01 " + "x" * 100_000}
+    (tmp_path / "big.json").write_text(json.dumps(record))
+    [article], _ = load_file(tmp_path / "big.json", 16 * MB)
+    assert len(article.title) <= 300 and article.title.endswith("\u2026")
+    assert article.title.removesuffix("\u2026").split() == ["word"] * len(article.title.split())  # at a word
+    assert len(article.source) <= 300 and len(article.published) <= 300
+    assert article.url == ""  # cut, a url would lead elsewhere
+    assert len(article.id) == 16  # the hash of the given id
+    assert article.text == "The harbour opened on Monday."
+
+
+def test_a_first_line_too_long_for_a_title_stays_in_the_text(tmp_path: Path):
+    line = "The council met again. " * 40_000  # 920 KB, the reported case
+    (tmp_path / "wall.txt").write_text(line + "\n\nA second paragraph.")
+    [article], _ = load_file(tmp_path / "wall.txt", 16 * MB)
+    assert article.title == "wall"
+    assert article.text.startswith(line.strip()) and article.text.endswith("A second paragraph.")
+
+
+def test_one_character_lines_and_boilerplate_lines_are_handled_in_one_pass(tmp_path: Path):
+    (tmp_path / "lines.txt").write_text("Title\n" + "a\n" * 500_000 + "Leave a comment\n  Read more  \nlast\n")
+    [article], _ = load_file(tmp_path / "lines.txt", 16 * MB)
+    assert article.title == "Title"
+    assert article.text == ("a\n" * 500_000) + "last"
+
+
+def test_feed_like_fields_are_cleaned_like_a_file(tmp_path: Path):
+    # ESC/BEL/NUL in a title were stored and printed raw ("\x1b]0;pwned\x07" retitles the terminal).
+    article = make_article(
+        title="Hello \x1b]0;pwned\x07 world\x00",
+        text="Body \x1b[2J with \x9b1m escapes\r\nand lines.",
+        source="Src\x07",
+        origin="feed",
+        key="k",
+        url="http://a/\x1b",
+        published="2024-01-01\x00",
+    )
+    assert article.title == "Hello ]0;pwned world" and article.source == "Src"
+    assert article.text == "Body [2J with 1m escapes\nand lines."
+    assert article.url == "http://a/" and article.published == "2024-01-01"
+
+
+def test_links_out_of_the_folder_are_not_followed_and_files_are_read_by_their_own_name(tmp_path: Path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("Secret\n\nThe password is swordfish.")
+    (outside / "data.json").write_text(json.dumps({"title": "Json", "text": "Parsed as JSON."}))
+    (outside / "dir").mkdir()
+    (outside / "dir" / "x.txt").write_text("X\n\nin a linked folder")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "real.txt").write_text("Real\n\nAn article in the folder.")
+    (inbox / "leak.txt").symlink_to(outside / "secret.txt")
+    (inbox / "passwd.txt").symlink_to("/etc/passwd")
+    (inbox / "linked-dir").symlink_to(outside / "dir")
+    (inbox / "dangling.txt").symlink_to(tmp_path / "missing.txt")
+    (inbox / "alias.txt").symlink_to("real.txt")  # inside: the same file, read once
+    (inbox / "notes.dat").write_text("Notes\n\nKept as plain data.")
+    (inbox / "notes.txt").symlink_to("notes.dat")  # inside: read, as .txt (its own name), not as its target's
+
+    files, rejected = discover([inbox])
+    reasons = {Path(r.source).name: r.reason for r in rejected}
+    assert sorted(f.name for f in files) == ["notes.txt", "real.txt"]
+    assert all(f.parent == inbox.resolve() for f in files)
+    assert "outside" in reasons["leak.txt"] and "not followed" in reasons["leak.txt"]
+    assert "outside" in reasons["passwd.txt"]
+    assert reasons["linked-dir"] == "a link to a folder: not followed"
+    assert "target is missing" in reasons["dangling.txt"]
+    assert set(reasons) == {"leak.txt", "passwd.txt", "linked-dir", "dangling.txt", "notes.dat"}  # .dat: unsupported
+    articles, _ = _split([inbox])
+    assert not any("swordfish" in a.text or "root:" in a.text for a in articles)
+    assert {a.title for a in articles} == {"Real", "Notes"}
+
+    # A link named on its own is the user's choice: read, by its own name (.txt), not its target's (.json).
+    (inbox / "explicit.txt").symlink_to(outside / "data.json")
+    [article], _ = load_file(discover([inbox / "explicit.txt"])[0][0], MB)
+    assert article.origin == str(inbox.resolve() / "explicit.txt") and article.text.startswith('{"title"')
