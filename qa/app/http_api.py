@@ -109,12 +109,12 @@ def allowed_backends(settings: Settings) -> tuple[str, ...]:
 
 def check_question(settings: Settings, question: str, history: list | None, k: int | None, backend: str | None):
     """Server-side limits, the same for the page and every API; ApiError(4xx) saying which one was hit."""
-    if not question or not question.strip():
-        raise ApiError(422, "the question is empty")
     if len(question) > settings.web_max_question_chars:
         raise ApiError(
             422, f"the question is {len(question)} characters; the limit is {settings.web_max_question_chars}"
         )
+    if not question or not question.strip():
+        raise ApiError(422, "the question is empty")
     if history and len(history) > settings.web_max_history_messages:
         raise ApiError(422, f"{len(history)} history messages; the limit is {settings.web_max_history_messages}")
     for m in history or ():
@@ -125,7 +125,7 @@ def check_question(settings: Settings, question: str, history: list | None, k: i
                 "each history message needs a text content of at most "
                 f"{4 * settings.web_max_question_chars} characters",
             )
-    if k is not None and not 1 <= k <= settings.web_max_k:
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= settings.web_max_k):
         raise ApiError(422, f"k must be between 1 and {settings.web_max_k}")
     allowed = allowed_backends(settings)
     if backend and backend not in allowed:
