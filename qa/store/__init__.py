@@ -44,11 +44,12 @@ __all__ = [
 ]
 
 
-def faiss_store(path: Path | str, create: bool = False) -> SQLiteStore:
-    """The embedded default: SQLite plus FAISS files in the same folder."""
-    from qa.store.faiss_index import FaissIndex
+def faiss_store(path: Path | str, create: bool = False, settings: Settings | None = None) -> SQLiteStore:
+    """The embedded default: SQLite plus FAISS files in the same folder (tuned by the "vector index" settings)."""
+    from qa.store.faiss_index import FaissIndex, FaissOptions
 
-    return SQLiteStore(path, FaissIndex(path), create=create)
+    options = FaissOptions.from_settings(settings) if settings is not None else None
+    return SQLiteStore(path, FaissIndex(path, options), create=create)
 
 
 def milvus_store(path: Path | str, uri: str, create: bool = False) -> SQLiteStore:
@@ -62,4 +63,4 @@ def open_store(settings: Settings, create: bool = False) -> VectorStore:
     """The store settings.vector_uri picks: FAISS files in index_dir (empty, the default) or Milvus."""
     if settings.vector_uri:
         return milvus_store(settings.index_dir, settings.vector_uri, create=create)
-    return faiss_store(settings.index_dir, create=create)
+    return faiss_store(settings.index_dir, create=create, settings=settings)

@@ -4,7 +4,9 @@ filters as SQL and the BM25 (FTS5) query."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +14,10 @@ from pathlib import Path
 from qa.store.base import Filters, IndexCorrupt, IndexLocked
 from qa.text import content_words
 
-SCHEMA_VERSION = 2  # 2: chunks.sentence_vectors (a version-1 index gains the column when opened)
+SCHEMA_VERSION = 3  # 2: chunks.sentence_vectors; 3: dense_removed (older indexes are upgraded when opened)
 DB_NAME = "qa.sqlite"
 LOCK_NAME = "index.lock"
+WAL_LIMIT = 4 << 20  # bytes the WAL file keeps after a checkpoint
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,7 +31,11 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, articles TEXT);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, text, tokenize='porter unicode61');
+CREATE TABLE IF NOT EXISTS dense_removed (generation INTEGER NOT NULL, id INTEGER NOT NULL,
+    PRIMARY KEY (generation, id)) WITHOUT ROWID;
 """
+# The tables an index cannot do without; one of them missing is damage, never a reason to start afresh.
+TABLES = ("meta", "articles", "chunks", "files", "fts")
 
 
 def fts_query(text: str) -> str:
@@ -55,16 +62,68 @@ def filter_sql(filters: Filters) -> tuple[str, list]:
     if filters.until:
         clauses.append("a.published != '' AND a.published <= ?")
         args.append(filters.until)
+    if filters.as_of:  # ISO dates compare as text; an unreadable date counts as undated
+        clauses.append("(a.published NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' OR a.published <= ?)")
+        args.append(filters.as_of)
     return " AND ".join(clauses), args
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
-    """A connection in WAL mode (readers never wait for the writer) with durable commits."""
+    """A connection in WAL mode (readers never wait for the writer) with durable commits; the WAL file is cut
+    back to a few MB after each checkpoint instead of keeping the size of the largest commit."""
     conn = sqlite3.connect(db_path, isolation_level=None, timeout=60, check_same_thread=False)
     add_functions(conn)
     _set_wal(conn, timeout=60)
     conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
     return conn
+
+
+def create_database(db_path: Path) -> None:
+    """A new qa.sqlite with its tables, made under a temporary name and linked into place, so the index file
+    never exists half made (an empty or table-less qa.sqlite is then always damage). When another process
+    created it first, its file is kept."""
+    tmp = db_path.with_name(f".{db_path.name}.new-{os.getpid()}-{threading.get_ident()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        prepare(conn, db_path.parent)
+        conn.execute("PRAGMA journal_mode=WAL")  # recorded in the file: every later connection uses WAL
+    finally:
+        conn.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, db_path)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        if not db_path.exists():
+            os.replace(tmp, db_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def check_not_empty(db_path: Path) -> None:
+    """A qa.sqlite of 0 bytes (truncated, or emptied) is damage; SQLite would read it as a new, empty index."""
+    wal = db_path.with_name(db_path.name + "-wal")
+    if db_path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
+        raise IndexCorrupt(
+            f"index at {db_path.parent}/ is damaged: {db_path.name} is empty (0 bytes), so every article it held "
+            "is gone. Nothing was created over it; delete the folder and re-index (or restore it from a backup)"
+        )
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy committed pages from the WAL into qa.sqlite (without waiting for readers), so the folder holds
+    the index once, not once more in the WAL."""
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def add_functions(conn: sqlite3.Connection) -> None:
@@ -95,35 +154,49 @@ def opening(path: Path) -> Iterator[None]:
 
 
 def prepare(conn: sqlite3.Connection, path: Path) -> None:
-    """Create the tables of a new index, or check (and upgrade) the schema of an existing one."""
-    conn.executescript(_SCHEMA)
-    version = read_meta(conn).get("schema_version")
-    if version == "1":
-        _upgrade_from_1(conn)
-    elif version is None:
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    elif int(version) != SCHEMA_VERSION:
-        raise IndexCorrupt(
-            f"index at {path}/ has schema {version}, this version reads {SCHEMA_VERSION}: re-index into a new folder"
-        )
-
-
-def _upgrade_from_1(conn: sqlite3.Connection) -> None:
-    """Schema 1 had no sentence vectors: add the empty column (until then answers embed those sentences per
-    question), and mark every file and article as changed, so the next `qa index` embeds them again with
-    sentence vectors (feeds too: their entries no longer match the stored hash)."""
+    """Create the tables of a new index (all in one transaction), or check and upgrade an existing one. An index
+    missing one of its tables is damaged: that is said, and nothing is created over what is left of it."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if "sentence_vectors" not in {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}:
-            conn.execute("ALTER TABLE chunks ADD COLUMN sentence_vectors BLOB")
-            conn.execute("UPDATE files SET size = -1")
-            conn.execute("UPDATE articles SET content_hash = ''")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables & set(TABLES):
+            missing = [t for t in TABLES if t not in tables]
+            if missing:
+                names = ", ".join(missing)
+                raise IndexCorrupt(
+                    f"index at {path}/ is damaged: its table(s) {names} are missing. Nothing was changed; "
+                    "delete the folder and re-index (or restore it from a backup)"
+                )
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        version = read_meta(conn).get("schema_version")
+        if version is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif version == "1":
+            _upgrade_from_1(conn)
+        elif int(version) > SCHEMA_VERSION:
+            raise IndexCorrupt(
+                f"index at {path}/ has schema {version}, this version reads up to {SCHEMA_VERSION}: "
+                "use a newer release of this program or re-index into a new folder"
+            )
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+    """Schema 1 had no sentence vectors: add the empty column (until then answers embed those sentences per
+    question), and mark every file and article as changed, so the next `qa index` embeds them again with
+    sentence vectors (feeds too: their entries no longer match the stored hash). Schema 2 gains only the
+    dense_removed table (created above), read by qa/store/faiss_index.py."""
+    if "sentence_vectors" not in {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}:
+        conn.execute("ALTER TABLE chunks ADD COLUMN sentence_vectors BLOB")
+        conn.execute("UPDATE files SET size = -1")
+        conn.execute("UPDATE articles SET content_hash = ''")
 
 
 def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:

@@ -2,10 +2,14 @@
 and the generation; a VectorIndex (FAISS files by default, or Milvus) searches the vectors. Nothing is unpickled.
 
 Layout of the index folder:
-    qa.sqlite             articles, chunks (+ float32 vectors, float16 sentence vectors), fts, files,
-                          meta(generation, dim, the vector index's checksums)
+    qa.sqlite             articles, chunks (+ float16 vectors, int8 sentence vectors: qa/store/codec.py), fts,
+                          files, dense_removed (the FAISS change log), meta(generation, dim, the vector index's
+                          checksums); checkpointed after every commit, so the WAL stays small
     index.lock            held by the one writer
     (the vector index's own files, e.g. faiss-<gen>.index)
+
+A new qa.sqlite is made whole under a temporary name and linked into place; an existing one that is empty or
+misses one of its tables is reported as damaged and never re-created over.
 
 A commit runs in one SQLite write transaction: rows change, the vector index stages the next generation where
 readers of the current one do not see it, then SQLite commits the new generation number. A crash before that
@@ -38,7 +42,20 @@ from qa.store.base import (
     VectorChange,
     VectorIndex,
 )
-from qa.store.sql import DB_NAME, LOCK_NAME, connect, filter_sql, fts_query, opening, prepare, read_meta
+from qa.store.codec import decode_sentences, decode_vector, encode_sentences, encode_vector
+from qa.store.sql import (
+    DB_NAME,
+    LOCK_NAME,
+    check_not_empty,
+    checkpoint,
+    connect,
+    create_database,
+    filter_sql,
+    fts_query,
+    opening,
+    prepare,
+    read_meta,
+)
 
 
 class StoreView:
@@ -96,14 +113,9 @@ class StoreView:
                     end=end,
                     sentences=tuple(tuple(s) for s in json.loads(sentences)),
                 )
-                vec = np.frombuffer(vector, dtype=np.float32)
-                if self.dim and vec.size != self.dim:
-                    raise ValueError(f"a {vec.size}-d vector in a {self.dim}-d index")
+                vec = decode_vector(vector, self.dim)
                 if sentence_vectors is not None:
-                    rows_ = np.frombuffer(sentence_vectors, dtype=np.float16)
-                    if rows_.size != len(passage.sentences) * vec.size:
-                        raise ValueError(f"{rows_.size} sentence vector values for {len(passage.sentences)} sentences")
-                    passage.sentence_vectors = rows_.reshape(len(passage.sentences), vec.size).astype(np.float32)
+                    passage.sentence_vectors = decode_sentences(sentence_vectors, len(passage.sentences), vec.size)
             except (ValueError, TypeError) as exc:
                 raise IndexCorrupt(
                     f"chunk {cid!r} of the index is damaged ({exc}); delete the index folder and re-index"
@@ -119,13 +131,15 @@ class SQLiteStore:
     def __init__(self, path: Path | str, vectors: VectorIndex, create: bool = False):
         self.path = Path(path)
         self.db_path = self.path / DB_NAME
-        if not self.db_path.exists():
-            if not create:
-                raise IndexMissing(f"no index at {self.path}/: build one first with `qa index PATH...`")
-            self.path.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self.vectors = vectors
         with opening(self.path):
+            if not self.db_path.exists():
+                if not create:
+                    raise IndexMissing(f"no index at {self.path}/: build one first with `qa index PATH...`")
+                self.path.mkdir(parents=True, exist_ok=True)
+                create_database(self.db_path)
+            check_not_empty(self.db_path)
+            self._local = threading.local()
+            self.vectors = vectors
             prepare(self.connection(), self.path)
         vectors.attach(self)
 
@@ -161,7 +175,11 @@ class SQLiteStore:
             ) from None
         try:
             yield
+            maintain = getattr(self.vectors, "maintain", None)
+            if maintain is not None:  # e.g. fold the FAISS change log into a new base file
+                maintain()
         finally:
+            checkpoint(self.connection())
             lock.release()
 
     def article_hashes(self) -> dict[str, tuple[str, str]]:
@@ -221,6 +239,7 @@ class SQLiteStore:
             raise
         if changed:
             write.committed()
+        checkpoint(conn)
         return generation
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -332,6 +351,8 @@ def _insert(conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[i
         )
         for chunk, vec, sentence_vecs in zip(chunks, vecs, per_sentence, strict=True):
             vec = np.ascontiguousarray(vec, dtype=np.float32)
+            if not np.all(np.abs(vec) <= 1.0001):  # unit vectors (also: no NaN), fit in float16
+                raise StoreError(f"chunk {chunk.chunk_id}: its vector is not a unit vector")
             if sentence_vecs is not None and (
                 np.shape(sentence_vecs) != (len(chunk.sentences), vec.size)
                 or not np.all(np.abs(sentence_vecs) <= 1.0001)  # unit vectors (also: no NaN), fit in float16
@@ -348,8 +369,8 @@ def _insert(conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[i
                     chunk.end,
                     chunk.text,
                     json.dumps(chunk.sentences),
-                    vec.tobytes(),
-                    None if sentence_vecs is None else np.asarray(sentence_vecs, dtype=np.float16).tobytes(),
+                    encode_vector(vec),
+                    None if sentence_vecs is None else encode_sentences(sentence_vecs),
                 ),
             )
             conn.execute("INSERT INTO fts (rowid, title, text) VALUES (?, ?, ?)", (cur.lastrowid, a.title, chunk.text))

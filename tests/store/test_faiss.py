@@ -135,7 +135,7 @@ def test_integrity_check_reports_a_chunk_the_loaded_faiss_index_lost(tmp_path: P
     upsert(store, "a", "Text about ferries.", axis=0)
     upsert(store, "b", "Text about trams.", axis=1)
     assert store.check() == []
-    _, loaded = store.vectors._loaded  # the index readers of the current generation search
+    loaded = store.vectors._states[store.generation()].base  # the index readers of the current generation search
     [lost] = [r[0] for r in store.connection().execute("SELECT id FROM chunks WHERE article_id = 'b'")]
     assert loaded.remove_ids(np.array([lost], dtype=np.int64)) == 1
     assert dense_ids(store, 1) == ["a"]  # "b" cannot be found by meaning any more...
@@ -169,7 +169,9 @@ def test_an_index_from_schema_1_opens_keeps_its_articles_and_still_answers(tmp_p
     store = assistant.store()
     assert store.check() == [] and store.stats()["articles"] == 1
     with sqlite3.connect(settings.index_dir / "qa.sqlite") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+            qa.store.SCHEMA_VERSION
+        )
     # The next index run embeds the unchanged articles again, now with their sentence vectors.
     report = assistant.index([SEEDS])
     assert report.updated and report.chunks_embedded > 0
