@@ -83,7 +83,6 @@ class Settings(BaseSettings):
         "(bench/index_query.py).",
     )
 
-
     # -- sources: downloads, feeds and watched folders (qa/sources) ---------------------------------------------
     fetch_timeout_s: float = Field(
         20.0, gt=0, description="Give up on one download after this long (the whole request: headers and body)."
