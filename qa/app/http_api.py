@@ -10,8 +10,6 @@ import json
 import logging
 import re
 import threading
-import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
@@ -79,27 +77,6 @@ class AskRequest(BaseModel):
     stream: bool = Field(False, description="Server-sent events: `text` pieces, then one `answer`.")
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-
-class ChatRequest(BaseModel):
-    """The OpenAI chat format; `model` names the backend. k/source/since/until/as_of may be sent as extra fields."""
-
-    model_config = ConfigDict(extra="allow")
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    n: int = Field(1, ge=1, le=1)
-    k: int | None = Field(None, ge=1)
-    as_of: IsoDate | None = None
-    source: str = ""
-    since: IsoDate = ""
-    until: IsoDate = ""
-
-
 # -- the shared rules ------------------------------------------------------------------------------------------
 def allowed_backends(settings: Settings) -> tuple[str, ...]:
     """The backends callers may pick: `web_backends`, or the default one and 'extractive'."""
@@ -163,13 +140,14 @@ def error_of(exc: BaseException) -> ApiError:
     return ApiError(500, f"internal error ({type(exc).__name__}: {exc})", "server_error")
 
 
-def _body(e: ApiError) -> dict:
+def error_body(e: ApiError) -> dict:
     return {"error": {"message": e.message, "type": e.kind, "code": e.code or e.status}}
 
 
 # -- the app ---------------------------------------------------------------------------------------------------
 class Api:
-    """The routes over one Assistant (auth and body limits are qa/app/server.py's Gate, in front)."""
+    """The routes over one Assistant (auth and body limits are qa/app/server.py's Gate, in front; the /v1
+    routes are qa/app/openai_api.py's)."""
 
     def __init__(self, assistant: Assistant):
         self.assistant = assistant
@@ -232,6 +210,8 @@ class Api:
         return report_dict(shown, repeat_lines(saved))
 
     def build(self) -> FastAPI:
+        from qa.app.openai_api import openai_router
+
         app = FastAPI(
             title="news-qa",
             summary="Ask the indexed news articles; every answer cites its passages.",
@@ -240,7 +220,7 @@ class Api:
             openapi_url="/api/openapi.json",
         )
         install_error_handlers(app)
-        api, v1 = APIRouter(prefix="/api"), APIRouter(prefix="/v1")
+        api = APIRouter(prefix="/api")
 
         @app.get("/api/health", tags=["api"])
         def health() -> dict:
@@ -270,8 +250,8 @@ class Api:
             kwargs = self.ask_kwargs(req.k, req.as_of, req.source, req.since, req.until)
             events = await self.answer_events(req.question, history, req.backend, kwargs)
             if req.stream:
-                return StreamingResponse(_sse(events), media_type="text/event-stream", headers=_NO_BUFFER)
-            return await _final(events)
+                return StreamingResponse(_sse(events), media_type="text/event-stream", headers=NO_BUFFER)
+            return await final(events)
 
         @api.post("/index", tags=["api"])
         async def index(files: list[UploadFile] = File(..., description="Articles: .txt .md .html .json .jsonl")):  # noqa: B008
@@ -284,37 +264,8 @@ class Api:
                 for f in files:
                     await f.close()
 
-        @v1.get("/models", tags=["openai"])
-        def models() -> dict:
-            """The answer backends this server offers, as OpenAI models."""
-            return {
-                "object": "list",
-                "data": [
-                    {"id": b, "object": "model", "created": 0, "owned_by": "news-qa"}
-                    for b in allowed_backends(self.settings)
-                ],
-            }
-
-        @v1.post("/chat/completions", tags=["openai"])
-        async def chat(req: ChatRequest):
-            """OpenAI chat: the last user message is the question, earlier ones the history; `citations` (and
-            the whole `answer`) ride along as extra fields, in the last chunk when streaming."""
-            if req.model not in allowed_backends(self.settings):
-                offered = ", ".join(allowed_backends(self.settings))
-                raise ApiError(
-                    404, f"model '{req.model}' is not offered here (GET /v1/models: {offered})", code="model_not_found"
-                )
-            question, history = _conversation(req.messages)
-            kwargs = self.ask_kwargs(req.k, req.as_of, req.source, req.since, req.until)
-            events = await self.answer_events(question, history, req.model, kwargs)
-            cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-            if req.stream:
-                chunks = _openai_chunks(events, cid, created, req.model)
-                return StreamingResponse(chunks, media_type="text/event-stream", headers=_NO_BUFFER)
-            return _completion(cid, created, req.model, await _final(events))
-
         app.include_router(api)
-        app.include_router(v1)
+        app.include_router(openai_router(self))
         return app
 
     async def _events(self, first: Any, gen: Iterator, release: _Once) -> AsyncIterator[tuple[str, Any]]:
@@ -331,7 +282,7 @@ class Api:
             release()  # not awaited: this also runs in a cancelled stream
 
 
-async def _final(events: AsyncIterator[tuple[str, Any]]) -> dict:
+async def final(events: AsyncIterator[tuple[str, Any]]) -> dict:
     """The answer of a whole event stream (closed in every case, so its slot is released)."""
     async with aclosing(events):
         async for kind, data in events:
@@ -355,7 +306,7 @@ class _Once:
             fn()
 
 
-_NO_BUFFER = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+NO_BUFFER = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _chain(first: Any, gen: Iterator) -> Iterator:
@@ -364,70 +315,9 @@ def _chain(first: Any, gen: Iterator) -> Iterator:
     yield from gen
 
 
-def _text_of(content: str | list[dict[str, Any]] | None) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    parts = []
-    for part in content:
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise ApiError(422, "only text content is understood (parts of type 'text')")
-        parts.append(part["text"])
-    return "".join(parts)
-
-
-def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]]:
-    """The last user message and the user/assistant turns before it (system and tool messages are ignored)."""
-    if messages[-1].role != "user":
-        raise ApiError(422, "the last message must be the user's question")
-    history = [
-        {"role": m.role, "content": _text_of(m.content)} for m in messages[:-1] if m.role in ("user", "assistant")
-    ]
-    return _text_of(messages[-1].content), history
-
-
-def _completion(cid: str, created: int, model: str, answer: dict) -> dict:
-    return {
-        "id": cid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer["text"]}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "citations": answer["citations"],
-        "answer": answer,
-    }
-
-
-async def _openai_chunks(events: AsyncIterator, cid: str, created: int, model: str) -> AsyncIterator[str]:
-    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
-        body = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
-
-    yield chunk({"role": "assistant", "content": ""})
-    streamed = ""
-    async for kind, data in events:
-        if kind == "text":
-            streamed += data
-            yield chunk({"content": data})
-        elif kind == "answer":
-            if data["text"].strip() != streamed.strip():  # the citation check repaired the model's words
-                yield chunk({"content": f"\n\nChecked against the sources:\n{data['text']}"})
-            yield chunk({}, "stop", citations=data["citations"], answer=data)
-        else:
-            yield f"data: {json.dumps(_body(data), ensure_ascii=False)}\n\n"
-    yield "data: [DONE]\n\n"
-
-
 async def _sse(events: AsyncIterator) -> AsyncIterator[str]:
     async for kind, data in events:
-        payload = {"text": data} if kind == "text" else _body(data) if kind == "error" else data
+        payload = {"text": data} if kind == "text" else error_body(data) if kind == "error" else data
         yield f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
@@ -450,7 +340,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"Retry-After": "5"} if exc.status == 429 else None
-        return JSONResponse(_body(exc), status_code=exc.status, headers=headers)
+        return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -458,13 +348,13 @@ def install_error_handlers(app: FastAPI) -> None:
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-        return JSONResponse(_body(ApiError(422, "; ".join(parts) or "invalid request")), status_code=422)
+        return JSONResponse(error_body(ApiError(422, "; ".join(parts) or "invalid request")), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
         return JSONResponse(
-            _body(ApiError(exc.status_code, str(exc.detail), kind)),
+            error_body(ApiError(exc.status_code, str(exc.detail), kind)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -203,3 +203,34 @@ def run(app: Any, host: str, port: int, block: bool) -> Running | None:
             raise OSError(f"the server did not start on {host}:{port} (is the port in use?)")
         time.sleep(0.02)
     return Running(server, thread, f"http://{host}:{port}/")
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: tuple[str, str] | None = None,
+    block: bool = True,
+) -> Running | None:
+    """Start the chat and the HTTP API on http://host:port; blocks unless `block=False` (then `.close()` the
+    returned server). `auth` (USER, PASS) overrides settings.web_auth; the token is settings.web_token."""
+    from qa.answer.generate import warm_up
+    from qa.answer.llm import chat_model
+
+    credentials = Credentials.from_settings(settings)
+    if auth:
+        credentials = replace(credentials, user=auth[0], password=auth[1])
+    assistant = Assistant(settings)
+    _ = assistant.embedder  # load the models before the first question, not during it
+    if settings.backend != "extractive":
+        try:
+            model = chat_model(settings, settings.backend)
+        except Exception as exc:  # the chat shows the error on each question; the app keeps serving
+            log.warning("answer backend %s is not available: %s", settings.backend, exc)
+        else:
+            if settings.backend == "llamacpp":  # a local model: evaluate the system prompt now, once
+                try:
+                    warm_up(model)
+                except Exception as exc:  # only the first answer is slower
+                    log.warning("could not pre-evaluate the system prompt: %s", exc)
+    return run(build(assistant, credentials, host, port), host, port, block)

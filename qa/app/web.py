@@ -8,21 +8,17 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
 from gradio_client.utils import is_http_url_like
 
-from qa.answer.generate import warm_up
-from qa.answer.llm import chat_model
 from qa.api import Assistant
 from qa.app.http_api import ApiError, allowed_backends, check_question, error_of, public_answer
-from qa.app.server import Credentials, Running, build, run
+from qa.app.server import serve  # noqa: F401  (qa.app.web.serve: where callers have always found it)
 from qa.app.uploads import Saved, repeat_lines, save_uploads, shown_report
 from qa.schema import Answer, Citation, IndexReport, Passage
-from qa.settings import Settings
 from qa.sources.ingest import SUPPORTED
 from qa.store import IndexMissing
 
@@ -378,31 +374,3 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
         gr.api(ask, api_name="ask", concurrency_limit=concurrency, concurrency_id="ask")
     app.queue(max_size=256, default_concurrency_limit=concurrency)
     return app
-
-
-def serve(
-    settings: Settings,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    auth: tuple[str, str] | None = None,
-    block: bool = True,
-) -> Running | None:
-    """Start the chat and the HTTP API on http://host:port; blocks unless `block=False` (then `.close()` the
-    returned server). `auth` (USER, PASS) overrides settings.web_auth; the token is settings.web_token."""
-    credentials = Credentials.from_settings(settings)
-    if auth:
-        credentials = replace(credentials, user=auth[0], password=auth[1])
-    assistant = Assistant(settings)
-    _ = assistant.embedder  # load the models before the first question, not during it
-    if settings.backend != "extractive":
-        try:
-            model = chat_model(settings, settings.backend)
-        except Exception as exc:  # the chat shows the error on each question; the app keeps serving
-            log.warning("answer backend %s is not available: %s", settings.backend, exc)
-        else:
-            if settings.backend == "llamacpp":  # a local model: evaluate the system prompt now, once
-                try:
-                    warm_up(model)
-                except Exception as exc:  # only the first answer is slower
-                    log.warning("could not pre-evaluate the system prompt: %s", exc)
-    return run(build(assistant, credentials, host, port), host, port, block)
