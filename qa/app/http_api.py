@@ -230,8 +230,9 @@ class Api:
                 index = "ready"
             except IndexMissing:
                 index = "missing"
-            except Exception as exc:  # damaged, locked: say so, the server still runs
-                index = f"unavailable: {exc}"
+            except Exception as exc:  # damaged, locked: say so (details in the log), the server still runs
+                log.warning("index unavailable: %s", exc)
+                index = "unavailable"
             return {"status": "ok", "index": index, "backends": list(allowed_backends(self.settings))}
 
         @api.get("/stats", tags=["api"])

@@ -56,13 +56,17 @@ def logged_in(url: str) -> Iterator[httpx.Client]:
 
 
 # 4. quadratic escape; the question length enforced by the server -----------------------------------------------
-def test_markdown_escape_is_linear_on_1_mb_of_adversarial_text():
+def test_the_pages_text_paths_are_linear_on_1_mb_of_adversarial_text():
     code = textwrap.dedent(
         """
-        from qa.app.web import md_escape
-        for s in ("\\n " * 500_000, " " * 1_000_000, "\\n1" * 500_000, "\\n \\t1" * 250_000):
-            out = md_escape(s)
-            assert len(out) >= len(s)
+        from qa.app.web import answer_markdown, error_markdown, md_escape, report_markdown, sources_html
+        from qa.schema import Answer, Citation, IndexReport, Rejection
+        for s in ("\\n " * 500_000, " " * 1_000_000, "\\n1" * 500_000, "\\n \\t1" * 250_000, "[1" * 500_000):
+            assert len(md_escape(s)) >= len(s)
+            cited = Citation(1, "a", "a:0", s, s, "", "", s, 0, len(s), 1.0)
+            assert answer_markdown(Answer(s, s, [cited], support=1.0))
+            assert sources_html(Answer(s, s, [cited], support=1.0))
+            assert error_markdown(ValueError(s)) and report_markdown(IndexReport(rejected=[Rejection(s, s)]))
         print("ok")
         """
     )
