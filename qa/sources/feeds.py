@@ -5,17 +5,23 @@ published date, source) whose id comes from its link, and an entry that left the
 index. A feed that cannot be fetched or parsed removes nothing. An entry that carries only a summary gets the
 text of its linked page, extracted like an .html file. Entries seen before (same link, same entry content)
 whose article is still in the index are skipped without fetching anything (remembered in <index>/feeds.json).
+
+One feed run has a time budget (Limits.budget_s, settings.feed_budget_s) besides each download's deadline: once
+it is spent, the summary-only entries left are not fetched this time (their indexed versions are kept, and the
+next run fetches them), so a feed of slow pages cannot hold `qa watch` for N entries x the download deadline.
+Feed fields are HTML turned into text by a real parser (lxml, linear in any input), never by a regex.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
-import html
 import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,13 +32,17 @@ from qa.settings import Settings
 from qa.sources.fetch import FEED_TYPES, HTML_TYPES, MAX_BYTES, MAX_REDIRECTS, TIMEOUT_S, fetch, is_url
 from qa.sources.ingest import IngestError, html_to_article, id_for, make_article
 from qa.store import VectorStore
+from qa.text import clean
 
 log = logging.getLogger(__name__)
 
 SEEN_FILE = "feeds.json"  # in the index folder: what each feed's entries looked like when last indexed
 PLAIN_TYPES = frozenset({"text/plain"})  # some servers send feeds as text/plain
-_FEED_START = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(rss|feed|rdf:RDF)\b", re.DOTALL)
-_TAG = re.compile(r"<[^>]+>")
+_FEED_ROOT = re.compile(rb"<(rss|feed|rdf:RDF)\b")
+_TAGGED = re.compile(r"<[A-Za-z/!?]")  # fixed-length patterns: linear searches
+_MARKUP = re.compile(r"<[A-Za-z/!?]|&")
+_DROPPED = ("script", "style", "template", "noscript")  # elements whose text is not text
+_BUDGET_S = Settings.model_construct().feed_budget_s
 
 
 @dataclass
@@ -42,11 +52,13 @@ class Limits:
     timeout_s: float = TIMEOUT_S
     max_bytes: int = MAX_BYTES
     max_redirects: int = MAX_REDIRECTS
+    budget_s: float = _BUDGET_S  # one feed run: the feed and its entries' pages together
 
     @classmethod
     def of(cls, settings: Settings, **overrides) -> Limits:
         limits = {"max_bytes": settings.max_file_bytes, "timeout_s": settings.fetch_timeout_s}
-        return cls(**(limits | {"max_redirects": settings.fetch_max_redirects} | overrides))
+        limits |= {"max_redirects": settings.fetch_max_redirects, "budget_s": settings.feed_budget_s}
+        return cls(**(limits | overrides))
 
 
 @dataclass
@@ -74,17 +86,18 @@ def load_url(
     what the network or the page does; every problem is a Rejection with the reason."""
     limits = limits or Limits()
     out = Loaded(url=url)
+    deadline = time.monotonic() + limits.budget_s
     got = fetch(
         url,
         accept=HTML_TYPES | FEED_TYPES | PLAIN_TYPES,
-        timeout_s=limits.timeout_s,
+        timeout_s=min(limits.timeout_s, limits.budget_s),
         max_bytes=limits.max_bytes,
         max_redirects=limits.max_redirects,
     )
     if not got.ok:
         out.rejected.append(Rejection(url, got.error))
         return out
-    if got.content_type in FEED_TYPES or _FEED_START.match(got.body[:4096]):
+    if got.content_type in FEED_TYPES or _starts_like_feed(got.body[:4096]):
         import feedparser  # only when a feed is seen
 
         headers = {"content-type": got.content_type or "application/xml", "content-location": got.final_url}
@@ -94,7 +107,7 @@ def load_url(
                 out.rejected.append(Rejection(url, "the feed has no entries (nothing indexed, nothing removed)"))
                 return out
             out.kind, out.origin = "feed", url
-            _load_entries(parsed, out, limits, known or {}, seen or {})
+            _load_entries(parsed, out, limits, known or {}, seen or {}, deadline)
             return out
         if got.content_type in FEED_TYPES:
             why = parsed.get("bozo_exception") or "no feed elements found"
@@ -112,12 +125,25 @@ def load_url(
     return out
 
 
+def _starts_like_feed(head: bytes) -> bool:
+    """The body opens with an RSS, Atom or RDF root, after an optional XML declaration and comments (scanned
+    with find, not a regex: `(<!--.*?-->)*` backtracks exponentially on a run of comments)."""
+    rest = head.lstrip()
+    if rest.startswith(b"<?xml"):
+        end = rest.find(b">")
+        rest = rest[end + 1 :].lstrip() if end >= 0 else b""
+    while rest.startswith(b"<!--"):
+        end = rest.find(b"-->", 4)
+        rest = rest[end + 3 :].lstrip() if end >= 0 else b""
+    return _FEED_ROOT.match(rest) is not None
+
+
 def _looks_like_html(body: bytes) -> bool:
     head = body[:4096].lower()
     return any(tag in head for tag in (b"<html", b"<body", b"<p", b"<div", b"<article", b"<!doctype html"))
 
 
-def _load_entries(parsed, out: Loaded, limits: Limits, known: dict, seen: dict) -> None:
+def _load_entries(parsed, out: Loaded, limits: Limits, known: dict, seen: dict, deadline: float) -> None:
     feed_title = _plain(parsed.feed.get("title", ""))
     for n, entry in enumerate(parsed.entries, start=1):
         link = entry.get("link") or ""
@@ -140,10 +166,16 @@ def _load_entries(parsed, out: Loaded, limits: Limits, known: dict, seen: dict) 
             if content:
                 text = _html_text("\n".join(content), out.url, link)
             elif is_url(link):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise IngestError(
+                        f"only a summary in the feed, and this run's time budget ({limits.budget_s:g}s) is spent: "
+                        "its page is fetched on the next run"
+                    )
                 page = fetch(
                     link,
                     accept=HTML_TYPES,
-                    timeout_s=limits.timeout_s,
+                    timeout_s=min(limits.timeout_s, left),
                     max_bytes=limits.max_bytes,
                     max_redirects=limits.max_redirects,
                     origin=out.url,
@@ -178,21 +210,48 @@ def _load_entries(parsed, out: Loaded, limits: Limits, known: dict, seen: dict) 
 
 
 def _html_text(fragment: str, origin: str, url: str) -> str:
-    """The text of an HTML fragment from a feed (plain text passes through)."""
-    if not _TAG.search(fragment):
-        return html.unescape(fragment).strip()
+    """The text of an HTML fragment from a feed (plain text passes through): the article extractor first, else
+    all the fragment's text."""
+    fragment = clean(fragment)
+    if not _TAGGED.search(fragment):
+        return html_text(fragment).strip()  # entities decoded (html.unescape fails on a 5000-digit &#...;)
     try:
         return html_to_article(f"<html><body><article>{fragment}</article></body></html>", origin, url).text
     except IngestError:
-        text = html.unescape(_TAG.sub(" ", fragment))
-        text = re.sub(r"[ \t]+", " ", text).strip()
+        text = re.sub(r"[ \t]+", " ", html_text(fragment)).strip()
         if not text:
             raise
         return text
 
 
+def html_text(fragment: str) -> str:
+    """All the text of an HTML fragment, entities decoded, scripts and styles dropped (lxml's HTML parser:
+    linear on any input, e.g. 200k '<' that a `<[^>]+>` regex takes quadratic time over)."""
+    import lxml.html
+    from lxml import etree
+
+    fragment = clean(fragment)
+    if not _MARKUP.search(fragment):
+        return fragment
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div", parser=_html_parser())
+    except (etree.ParserError, ValueError):  # nothing to parse (only a comment, say)
+        return ""
+    for element in list(root.iter(*_DROPPED)):
+        element.drop_tree()
+    return clean(root.text_content())
+
+
+@functools.cache
+def _html_parser():
+    import lxml.html
+
+    return lxml.html.HTMLParser(huge_tree=True)  # a text node may be megabytes long
+
+
 def _plain(text: str) -> str:
-    return re.sub(r"\s+", " ", html.unescape(_TAG.sub("", text or ""))).strip()
+    """A feed field (a title, a source name) as one line of text."""
+    return " ".join(html_text(text or "").split())
 
 
 def _digest(*parts: str) -> str:

@@ -1,9 +1,11 @@
 """Bounded HTTP GET for feeds and article pages: every failure is a reason string, nothing hangs or escapes.
 
-Each network step (connect, each read) waits at most `timeout_s`, and the whole download stops at a deadline
-of `timeout_s` too (a server that trickles bytes is cut off); the body is streamed and dropped at `max_bytes`
-(counted after decompression); redirects are followed up to `max_redirects`; a content type the caller does
-not accept is refused from the headers, before the body is read.
+One deadline, `timeout_s`, covers the whole request: name lookups, connecting, every redirect, the headers
+and the body (a server that trickles its headers a byte at a time is cut off like one that trickles its body).
+The body is streamed, decoded here as it comes (gzip, deflate, br, zstd, also several layers of them) in
+pieces of at most 64 KiB, and dropped at `max_bytes` counted after decoding: a small compressed "bomb" that
+expands to gigabytes costs no more memory than `max_bytes`. Redirects are followed up to `max_redirects`; a
+content type the caller does not accept is refused from the headers, before the body is read.
 
 A feed on the internet must not make us read this machine or its network: every request (each redirect too)
 goes to a public address, or to the same kind of address as the one the user gave (`origin`: loopback for a
@@ -15,12 +17,15 @@ DNS rebinding.)
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
+import threading
 import time
-from collections.abc import Collection
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
@@ -38,7 +43,9 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 FEED_TYPES = frozenset(
     {"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml", "text/xml"}
 )
-_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_CHARSET = re.compile(rb"""<meta[^<>]{0,512}?charset=["']?([A-Za-z0-9_.:-]{1,40})""", re.IGNORECASE)
+_STEP = 64 * 1024  # most bytes one decoding step may produce
+_ZSTD_MAX_WINDOW = 8 * 1024 * 1024  # RFC 9659: HTTP zstd decoders need not accept larger windows
 
 
 @dataclass
@@ -146,9 +153,57 @@ def fetch(
     the user gave when `url` came from it (a feed's entry link): it decides which non-public addresses are allowed
     (module docstring)."""
     started = time.monotonic()
+    # The request runs in a worker; this thread waits for it until the deadline, whatever step it is stuck in
+    # (httpx's own timeouts apply to each step: a byte every 19 s would never end a 20 s read timeout).
+    out: list[Fetched] = []
+    job = _Job()
+
+    def run() -> None:
+        try:
+            out.append(_attempt(url, accept, timeout_s, max_bytes, max_redirects, started, origin or url, job))
+        except Exception as exc:  # _attempt turns what the network does into reasons; this is the unforeseen
+            out.append(Fetched(url=url, error=f"download failed ({type(exc).__name__}: {exc})"))
+
+    # daemon: a worker stuck in a read past the deadline is left to its own read timeout, never waited for
+    worker = threading.Thread(target=run, name=f"qa-fetch {url[:80]}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, started + timeout_s - time.monotonic()))
+    if out:
+        return out[0]
+    job.cancel.set()
+    for client in list(job.clients):
+        with contextlib.suppress(Exception):  # wakes the worker where the connection allows it
+            client.close()
+    if job.answered:
+        error = f"timed out (download took longer than {timeout_s:g}s; cut off after {job.size} bytes)"
+    else:
+        error = f"timed out (no answer within {timeout_s:g}s)"
+    return Fetched(url=url, error=error, seconds=time.monotonic() - started)
+
+
+@dataclass
+class _Job:
+    """What the thread waiting for one request and the worker doing it share."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)  # the deadline passed: stop
+    clients: list[httpx.Client] = field(default_factory=list)  # closed at the deadline
+    answered: bool = False  # the response headers came
+    size: int = 0  # body bytes decoded so far
+
+
+def _attempt(
+    url: str,
+    accept: Collection[str] | None,
+    timeout_s: float,
+    max_bytes: int,
+    max_redirects: int,
+    started: float,
+    origin: str,
+    job: _Job,
+) -> Fetched:
     result = Fetched(url=url)
     try:
-        result.error = _get(url, result, accept, timeout_s, max_bytes, max_redirects, started, origin or url)
+        result.error = _get(url, result, accept, timeout_s, max_bytes, max_redirects, started, origin, job)
     except _Refused as exc:
         result.error = str(exc)
     except httpx.TooManyRedirects:
@@ -161,7 +216,11 @@ def fetch(
         result.error = f"cannot connect: {exc or 'connection refused'}"
     except (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict) as exc:
         result.error = f"download failed ({type(exc).__name__}: {exc})"
-    except (OSError, ValueError, UnicodeError) as exc:
+    except _TooLarge as exc:
+        result.error = str(exc)
+    except _Undecodable as exc:
+        result.error = f"download failed: {exc}"
+    except (OSError, ValueError, UnicodeError, RuntimeError) as exc:
         result.error = f"download failed ({type(exc).__name__}: {exc})"
     if result.error:
         result.body = b""
@@ -178,6 +237,7 @@ def _get(
     max_redirects: int,
     started: float,
     origin: str,
+    job: _Job,
 ) -> str:
     if not is_url(url):
         return "not an http(s) address"
@@ -189,11 +249,15 @@ def _get(
         follow_redirects=True,
         max_redirects=max_redirects,
         timeout=httpx.Timeout(timeout_s),
-        headers={"User-Agent": USER_AGENT, "Accept": _accept_header(accept)},
+        headers={"User-Agent": USER_AGENT, "Accept": _accept_header(accept), "Accept-Encoding": ACCEPT_ENCODING},
         trust_env=set(url_kinds) != {"loopback"},  # no proxy between us and this machine
         event_hooks={"request": [_guard(origin, origin_kinds, {host: url_kinds})]},
     )
+    job.clients.append(client)
+    if job.cancel.is_set():
+        return "cancelled"
     with client, client.stream("GET", url) as response:
+        job.answered = True
         result.final_url = str(response.url)
         result.status = response.status_code
         kind, _, params = response.headers.get("content-type", "").partition(";")
@@ -209,19 +273,162 @@ def _get(
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             return f"response is {int(declared) / 1e6:.1f} MB, {limit}"
+        encodings = [e.strip().lower() for e in response.headers.get_list("content-encoding", split_commas=True)]
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():
+        raw = _counted(response.iter_raw(_STEP), max_bytes, limit)
+        for chunk in decoded(raw, encodings):
             size += len(chunk)
+            job.size = size
             if size > max_bytes:
-                return f"response cut off: {limit}"
+                return f"response cut off: {limit} (decoded)" if encodings else f"response cut off: {limit}"
             chunks.append(chunk)
-            if time.monotonic() - started > timeout_s:
+            if job.cancel.is_set() or time.monotonic() - started > timeout_s:
                 return f"timed out (download took longer than {timeout_s:g}s; cut off after {size} bytes)"
         result.body = b"".join(chunks)
     if not result.body.strip():
         return "empty response"
     return ""
+
+
+class _Undecodable(Exception):
+    """A body whose content encoding is unknown or whose compressed data is damaged."""
+
+
+class _TooLarge(Exception):
+    """The encoded body alone is over the limit."""
+
+
+def _counted(raw: Iterable[bytes], max_bytes: int, limit: str) -> Iterator[bytes]:
+    """The raw (still encoded) body, refused past `max_bytes` too."""
+    size = 0
+    for chunk in raw:
+        size += len(chunk)
+        if size > max_bytes:
+            raise _TooLarge(f"response cut off: {limit} (before decoding)")
+        yield chunk
+
+
+def decoded(raw: Iterable[bytes], encodings: list[str]) -> Iterator[bytes]:
+    """The body under its Content-Encoding layers (applied in order, so undone last first), in pieces of at most
+    64 KiB each: the consumer stops at its limit before more is decoded."""
+    body: Iterable[bytes] = raw
+    for encoding in reversed(encodings):
+        if encoding in ("", "identity"):
+            continue
+        layer = _DECODERS.get(encoding)
+        if layer is None:
+            raise _Undecodable(f"unsupported content encoding '{encoding[:40]}'")
+        body = layer(body)
+    return iter(body)
+
+
+def _inflate(chunks: Iterable[bytes], wbits: int, name: str) -> Iterator[bytes]:
+    """gzip (several members too) or deflate (zlib-wrapped, or raw as some servers send it), bounded steps."""
+    fallback = wbits == zlib.MAX_WBITS  # deflate: raw deflate when the zlib header is missing
+    inflater = zlib.decompressobj(wbits)
+    started = False
+    try:
+        for data in chunks:
+            while data:
+                try:
+                    out = inflater.decompress(data, _STEP)
+                except zlib.error:
+                    if not fallback or started:
+                        raise
+                    inflater, fallback = zlib.decompressobj(-zlib.MAX_WBITS), False
+                    continue
+                started = True
+                if out:
+                    yield out
+                data = inflater.unconsumed_tail
+                while len(out) == _STEP and not data:  # output may still be pending inside zlib
+                    out = inflater.decompress(b"", _STEP)
+                    if out:
+                        yield out
+                    data = inflater.unconsumed_tail
+                if inflater.eof:
+                    rest, data = inflater.unused_data + data, b""
+                    if wbits & 16 and rest.strip(b"\0"):  # another gzip member follows
+                        inflater, data = zlib.decompressobj(wbits), rest
+        tail = inflater.flush()
+        if tail:
+            yield tail
+    except zlib.error as exc:
+        raise _Undecodable(f"damaged {name} data ({exc})") from None
+
+
+def _unbrotli(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    import brotli
+
+    decompressor = brotli.Decompressor()
+    try:
+        for data in chunks:
+            out = decompressor.process(data, output_buffer_limit=_STEP)
+            if out:
+                yield out
+            while not decompressor.can_accept_more_data():
+                out = decompressor.process(b"", output_buffer_limit=_STEP)
+                if not out:
+                    break
+                yield out
+    except brotli.error as exc:
+        raise _Undecodable(f"damaged br data ({exc})") from None
+
+
+class _Reader:
+    """A file-like read(n) over an iterator of chunks (zstandard's stream reader pulls its input)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks, self._buffer = iter(chunks), b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._buffer = chunk
+        size = len(self._buffer) if size < 0 else size
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+def _unzstd(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    import zstandard
+
+    decompressor = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+    try:
+        with decompressor.stream_reader(_Reader(chunks), read_across_frames=True, closefd=False) as reader:
+            while out := reader.read(_STEP):
+                yield out
+    except zstandard.ZstdError as exc:
+        raise _Undecodable(f"damaged zstd data ({exc})") from None
+
+
+def _available() -> dict[str, Callable[[Iterable[bytes]], Iterator[bytes]]]:
+    decoders: dict[str, Callable[[Iterable[bytes]], Iterator[bytes]]] = {
+        "gzip": lambda c: _inflate(c, zlib.MAX_WBITS | 16, "gzip"),
+        "x-gzip": lambda c: _inflate(c, zlib.MAX_WBITS | 16, "gzip"),
+        "deflate": lambda c: _inflate(c, zlib.MAX_WBITS, "deflate"),
+    }
+    try:
+        import brotli
+
+        brotli.Decompressor().process(b"", output_buffer_limit=1)  # brotli >= 1.2: bounded output
+        decoders["br"] = _unbrotli
+    except (ImportError, TypeError, AttributeError):
+        pass
+    try:
+        import zstandard  # noqa: F401
+
+        decoders["zstd"] = _unzstd
+    except ImportError:
+        pass
+    return decoders
+
+
+_DECODERS = _available()
+ACCEPT_ENCODING = ", ".join(e for e in _DECODERS if e != "x-gzip")
 
 
 def _accept_header(accept: Collection[str] | None) -> str:
