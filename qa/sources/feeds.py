@@ -101,7 +101,13 @@ def load_url(
         import feedparser  # only when a feed is seen
 
         headers = {"content-type": got.content_type or "application/xml", "content-location": got.final_url}
-        parsed = feedparser.parse(got.body, response_headers=headers)
+        try:  # its HTML clean-up and link resolution are off: the text is taken out of the HTML here, not shown
+            parsed = feedparser.parse(
+                got.body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+            )
+        except Exception as exc:  # feedparser's loose parser fails on some malformed feeds (a 5000-digit &#...;)
+            out.rejected.append(Rejection(url, f"the feed could not be parsed ({type(exc).__name__})"))
+            return out
         if parsed.get("version") or parsed.entries:
             if not parsed.entries:
                 out.rejected.append(Rejection(url, "the feed has no entries (nothing indexed, nothing removed)"))

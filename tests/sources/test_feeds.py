@@ -389,6 +389,29 @@ def test_a_feed_cannot_make_us_read_addresses_of_another_kind_than_its_own(site:
     assert fetch(site.url("/ferry.html")).ok
 
 
+def test_feed_entries_are_cleaned_like_files_and_their_html_fields_read_by_a_parser(site: Site):
+    # ESC/BEL in a title were stored and printed raw; 200k '<' in a field took 41.7 s in a `<[^>]+>` regex; a feed
+    # opening with a run of comments was never sniffed as one (an exponential regex); a 5000-digit character
+    # reference crashed html.unescape.
+    evil = "\x1b]0;pwned\x07"
+    body = rss(
+        rss_item(f"Tram {evil}line &amp; <b>more</b>", site.url("/a"), "Mon, 02 Sep 2024 08:00:00 GMT", "x", TRAM),
+        rss_item(
+            "&lt;" * 200_000, site.url("/b"), "Mon, 02 Sep 2024 08:00:00 GMT", "b", ("Text of b. " + "&lt;" * 200_000,)
+        ),
+        rss_item("Digits", site.url("/c"), "Mon, 02 Sep 2024 08:00:00 GMT", "c", ("&#" + "9" * 5000 + "; text",)),
+    )
+    declaration, rest = body.split(b"\n", 1)
+    site.pages["/feed.xml"] = (200, "text/plain", declaration + b"<!---->" * 40 + rest)  # sniffed: no feed type
+    loaded = load_url(site.url("/feed.xml"), Limits(timeout_s=5))
+    assert loaded.kind == "feed" and loaded.rejected == []
+    tram, lt, digits = loaded.articles
+    assert tram.title == "Tram ]0;pwnedline & more" and tram.text.startswith(TRAM[0])
+    assert len(lt.title) <= 300 and set(lt.title.removesuffix("\u2026")) == {"<"}
+    assert lt.text.startswith("Text of b.") and lt.text.count("<") == 200_000
+    assert digits.text.endswith("text") and not any(c in a.text + a.title for a in loaded.articles for c in "\x1b\x07")
+
+
 def test_the_guard_checks_every_address_of_the_host_httpx_connects_to(monkeypatch: pytest.MonkeyPatch):
     # No DNS here, so name resolution is faked (the test is about our check, not about DNS). Python's idna codec
     # reads "xn--fa-hia.de" as "faß.de" and would look up "fass.de": the guard must check the name connected to.
