@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 from qa.errors import QAError
 from qa.schema import IndexReport
 from qa.settings import BACKENDS, Settings
+from qa.text import for_terminal
+
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal acts on: DEL, C1 controls, bidi overrides
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,8 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         print("qa: interrupted", file=sys.stderr)
         return 130
     except (QAError, ValueError, OSError) as exc:  # ours say what to do; the rest name what failed
-        print(f"qa: error: {exc}", file=sys.stderr)
+        print(f"qa: error: {for_terminal(str(exc))}", file=sys.stderr)
         return 1
+
+
+def _json(data: object, **kwargs) -> str:
+    """JSON for the terminal: the same data, with what json.dumps leaves raw and a terminal would act on escaped
+    (\\u009b, ...; control characters below 0x20 json.dumps escapes itself)."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, **kwargs))
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
@@ -106,7 +117,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         from qa.sources.watch import report_lines
 
         for line in report_lines(report):
-            print(line)
+            print(for_terminal(line, one_line=True))  # file names and titles may hold ESC, BEL, ...
     print(report.summary())
     nothing_usable = report.rejected and not (report.changed or report.unchanged)
     return 1 if nothing_usable else 0
@@ -124,17 +135,17 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         if isinstance(item, Answer):
             answer = item
         elif not args.json and not args.no_stream and sys.stdout.isatty():
-            print(item, end="", flush=True)  # the model's words as they come; the checked answer follows
+            print(for_terminal(item), end="", flush=True)  # the model's words as they come; checked answer follows
             streamed = True
     assert answer is not None
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        print(_json(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0
     if streamed:
         print("\n")
         if answer.text.strip() != answer.generated_text.strip():
             print("Checked against the sources:")
-    print(answer.to_markdown())
+    print(for_terminal(answer.to_markdown()))  # titles and quotes come from the articles: no raw ESC, BEL, ...
     return 0
 
 
@@ -149,7 +160,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
         width = max(map(len, stats))
         for key, value in stats.items():
             for i, line in enumerate((value or [""]) if isinstance(value, list) else [value]):
-                print(f"{key if i == 0 else '':<{width}}  {line}")
+                print(for_terminal(f"{key if i == 0 else '':<{width}}  {line}", one_line=True))
     return 0
 
 
