@@ -25,6 +25,7 @@ from pathlib import Path
 from qa.errors import QAError
 from qa.schema import IndexReport, Rejection
 from qa.settings import Settings
+from qa.text import for_terminal
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +112,15 @@ def watch(
 ) -> None:
     """Index `dirs` and `feeds` now, then again whenever a folder changes or every `every_s` for the feeds,
     until `stop` is set (or SIGINT/SIGTERM in the main thread). Prints what changed through `say`. The timings
-    default to settings.feed_every_s and settings.watch_debounce_s."""
+    default to settings.feed_every_s and settings.watch_debounce_s; each feed's run is bounded by
+    settings.feed_budget_s (qa.sources.feeds), so the folders are never stuck behind a slow feed for long."""
     from watchdog.observers import Observer
 
     from qa.api import Assistant
     from qa.indexing.indexer import index_paths
     from qa.sources.feeds import Limits, index_urls
 
-    say = say or (lambda line: print(line, flush=True))
+    say = say or (lambda line: print(for_terminal(line), flush=True))  # names and titles may hold ESC, BEL, ...
     every_s = settings.feed_every_s if every_s is None else every_s
     debounce_s = settings.watch_debounce_s if debounce_s is None else debounce_s
     retry_s = settings.watch_retry_s
