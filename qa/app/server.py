@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # a server answering from its own articles has no reason to fetch for anyone.
 _REMOTE = re.compile(r"/(?:file|proxy)=\s*(?:[a-z][a-z0-9+.-]+:|[/\\]{2})", re.IGNORECASE)
 START_DEADLINE_S = 60.0
+UPLOADS = ("/api/index", "/gradio_api/upload")  # the only routes taking files; the rest take small JSON
+MAX_JSON_BYTES = 2_000_000  # a question, 40 history messages and the Gradio payloads fit many times over
 OPEN = ("/api/health", "/api/docs", "/api/openapi.json", "/api/docs/oauth2-redirect")  # no credentials needed
 
 
@@ -97,11 +99,11 @@ def _read_secret(path: Path | None, what: str) -> str:
 
 class Gate:
     """ASGI wrapper, before Gradio or the API read anything: API calls without credentials (401), any
-    `file=`/`proxy=` path naming a URL (403), request bodies over `max_body` bytes (413, by Content-Length or
+    `file=`/`proxy=` path naming a URL (403), request bodies over the limit (413, by Content-Length or
     as they stream). The page's own login is Gradio's."""
 
-    def __init__(self, app: Any, credentials: Credentials, max_body: int):
-        self.app, self.credentials, self.max_body = app, credentials, max_body
+    def __init__(self, app: Any, credentials: Credentials, max_upload: int, max_body: int = MAX_JSON_BYTES):
+        self.app, self.credentials, self.max_upload, self.max_body = app, credentials, max_upload, max_body
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -113,9 +115,11 @@ class Gate:
             return await _refuse(send, 401, self.credentials.refusal(), [(b"www-authenticate", b"Bearer")])
         if _REMOTE.search(path):
             return await _refuse(send, 403, "this server does not fetch URLs for callers; upload the file itself")
+        limit = self.max_upload if path in UPLOADS else self.max_body
+        too_big = f"the request is over the {limit / 1e6:g} MB limit"
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_body:
-            return await _refuse(send, 413, f"the request is over the {self.max_body / 1e6:g} MB limit")
+        if length.isdigit() and int(length) > limit:
+            return await _refuse(send, 413, too_big)
         received, over, started = 0, False, False
 
         async def counting_receive() -> dict:
@@ -123,7 +127,7 @@ class Gate:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:  # a chunked body without a Content-Length
+                if received > limit:  # a chunked body without a Content-Length
                     over = True
                     return {"type": "http.disconnect"}
             return message
@@ -139,7 +143,7 @@ class Gate:
             if not over:
                 raise
         if over and not started:
-            await _refuse(send, 413, f"the request is over the {self.max_body / 1e6:g} MB limit")
+            await _refuse(send, 413, too_big)
 
 
 async def _refuse(send: Callable, status: int, message: str, extra: list | None = None) -> None:
@@ -171,8 +175,8 @@ def build(assistant: Assistant, credentials: Credentials, host: str, port: int) 
         ssr_mode=False,
         mcp_server=False,
     )
-    max_body = settings.web_max_files * settings.max_file_bytes + (1 << 20)  # a full upload and its form fields
-    return Gate(app, credentials, max_body)
+    max_upload = settings.web_max_files * settings.max_file_bytes + (1 << 20)  # a full upload and its form fields
+    return Gate(app, credentials, max_upload)
 
 
 class Running:

@@ -219,6 +219,13 @@ def test_bad_input_is_a_4xx_with_a_message(api: httpx.Client, path: str, body: d
     assert message in error["message"] and "Traceback" not in r.text
 
 
+def test_a_huge_json_body_is_refused_unread(api: httpx.Client):
+    r = api.post(
+        "/api/ask", content=b'{"question": "' + b"x" * 3_000_000 + b'"}', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and "over the 2 MB limit" in r.json()["error"]["message"]
+
+
 def test_not_json_is_a_4xx(api: httpx.Client):
     r = api.post("/api/ask", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["error"]["message"]
