@@ -224,6 +224,8 @@ def serve(
     credentials = Credentials.from_settings(settings)
     if auth:
         credentials = replace(credentials, user=auth[0], password=auth[1])
+    if host not in ("127.0.0.1", "localhost", "::1") and not credentials.enabled:
+        log.warning("serving on %s without a login or token: anyone who can reach it may ask and upload", host)
     assistant = Assistant(settings)
     _ = assistant.embedder  # load the models before the first question, not during it
     if settings.backend != "extractive":
