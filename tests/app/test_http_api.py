@@ -4,7 +4,6 @@ data everywhere; bad input is a 4xx with a message; nothing answers without the 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import inspect
 import json
@@ -17,7 +16,6 @@ import openai
 import pytest
 
 import qa
-from qa.app.http_api import Api, ApiError
 from qa.settings import Settings
 from tests.app.serving import qa_serve
 from tests.helpers import DATA, SEEDS
@@ -251,22 +249,6 @@ def test_nothing_answers_without_credentials(server: str):
     )
     page = httpx.post(f"{server}/login", data={"username": "ana", "password": TOKEN})  # the token is a page password
     assert page.status_code == 200 and page.json() == {"success": True}
-
-
-def test_a_full_server_says_429_and_frees_the_slot_after(tmp_path: Path):
-    """Our own waiting logic on a real Assistant object (nothing is loaded: no question is answered)."""
-    settings = Settings(index_dir=tmp_path / "i", web_ask_concurrency=1, web_queue_timeout_s=0.05)
-    api = Api(qa.Assistant(settings))
-
-    async def scenario() -> None:
-        await api.acquire()
-        with pytest.raises(ApiError) as refused:
-            await api.acquire()
-        assert refused.value.status == 429 and "busy" in refused.value.message
-        api.release()
-        await api.acquire()  # free again
-
-    asyncio.run(scenario())
 
 
 def _basic(user: str, password: str) -> str:
