@@ -72,7 +72,7 @@ lint: setup
 ## stress: the full robustness runs (about an hour here); each prints its figures, all run, any failure fails
 stress: setup
 	@status=0; for run in "crash --kills 50" "concurrency --questions 1000 --reindex 10" \
-		"fuzz --files 3000 --records 2000" "injection" "web_load --users 20 --questions 500"; do \
+		"fuzz --files 3000 --records 2000" "injection" "web_load --users 20 --questions 500" "hostile"; do \
 		$(BIN)/python -m stress.$$run || status=1; done; exit $$status
 
 ## bench: indexing and query speed at 1k / 10k / 100k chunks (prints a table; not a test)
