@@ -317,3 +317,26 @@ def test_the_official_openai_client(server: str):
         client.chat.completions.create(model="llamacpp", messages=[{"role": "user", "content": SEED_QUESTION}])
     with pytest.raises(openai.AuthenticationError, match="authentication required"):
         openai.OpenAI(base_url=f"{server}/v1", api_key="wrong", max_retries=0).models.list()
+
+
+@pytest.mark.llm
+def test_a_model_answer_streams_through_the_openai_client(tmp_path: Path):
+    """The generative path end to end (SmolLM2, the small packaged GGUF): words stream, the last chunk carries
+    the checked answer and its citations, whatever the model wrote."""
+    from qa.answer.gguf import smollm2_path
+
+    index = tmp_path / "index"
+    assert not qa.Assistant(Settings(index_dir=index, backend="extractive")).index([SEEDS]).rejected
+    env = {"QA_GGUF_PATH": str(smollm2_path()), "QA_MAX_ANSWER_TOKENS": "60", "QA_WEB_TOKEN": TOKEN}
+    with qa_serve(index, "--backend", "llamacpp", env=env) as (url, _):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=TOKEN, max_retries=0, timeout=300)
+        assert [m.id for m in client.models.list()] == ["llamacpp", "extractive"]
+        question = [{"role": "user", "content": SEED_QUESTION}]
+        chunks = list(client.chat.completions.create(model="llamacpp", messages=question, stream=True))
+        answer = chunks[-1].model_extra["answer"]
+        assert answer["backend"] == "llamacpp" and chunks[-1].model_extra["citations"] == answer["citations"]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks)
+        assert text.strip() == answer["text"].strip() or text.endswith(
+            f"Checked against the sources:\n{answer['text']}"
+        )
+        assert answer["citations"] and all(c["quote"] and "/" not in c["source"] for c in answer["citations"])
