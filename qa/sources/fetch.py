@@ -254,7 +254,8 @@ def _get(
         event_hooks={"request": [_guard(origin, origin_kinds, {host: url_kinds})]},
     )
     job.clients.append(client)
-    if job.cancel.is_set():
+    if job.cancel.is_set():  # the deadline passed while the names were looked up
+        client.close()
         return "cancelled"
     with client, client.stream("GET", url) as response:
         job.answered = True
@@ -274,6 +275,7 @@ def _get(
         if declared.isdigit() and int(declared) > max_bytes:
             return f"response is {int(declared) / 1e6:.1f} MB, {limit}"
         encodings = [e.strip().lower() for e in response.headers.get_list("content-encoding", split_commas=True)]
+        encodings = [e for e in encodings if e not in ("", "identity")]
         chunks: list[bytes] = []
         size = 0
         raw = _counted(response.iter_raw(_STEP), max_bytes, limit)

@@ -98,3 +98,18 @@ def test_a_sixteen_megabyte_line_is_chunked_in_bounded_pieces():
     assert max(len(c.text) for c in chunks) <= 600
     assert len(chunks) <= len(text) / 300
     assert chunks[-1].end == len(text.rstrip())
+
+
+def test_memory_for_sentences_stays_a_small_multiple_of_the_text():
+    # Every 1-character line was a span tuple before the short ones were joined: 900 MB for 16 MB of "a\n".
+    import tracemalloc
+
+    for unit in ("a\n", "a\n\n", "a. "):
+        text = unit * (200_000 // len(unit))
+        tracemalloc.start()
+        try:
+            sentence_spans(text, max_chars=600)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 20 * len(text), (unit, peak)
