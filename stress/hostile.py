@@ -144,6 +144,15 @@ def _index(work: Path, folder: Path) -> tuple[object, object]:
     return report, titles
 
 
+@case("baseline: one small article (indexed)")
+def _baseline(work: Path) -> tuple[bool, str]:
+    folder = work / "in"
+    folder.mkdir()
+    (folder / "small.txt").write_text("Harbour Opens\n\nThe new harbour of Tarnholm opened on Monday.")
+    report, _ = _index(work, folder)
+    return len(report.added) == 1, f"{report.chunks_embedded} chunk: the model's own RSS, for the indexed cases"
+
+
 @case("one 15 MB title (.json, indexed)")
 def _title(work: Path) -> tuple[bool, str]:
     folder = work / "in"
