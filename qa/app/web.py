@@ -254,8 +254,8 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
     def take_question(question: str, turns: list[dict]) -> tuple[str, list, str, str]:
         question = (question or "").strip()
         if len(question) > limit:  # the browser stops at max_length; other callers are refused here, unread
-            gr.Warning(f"The question is {len(question)} characters; the limit is {limit}.")
-            return gr.skip(), gr.skip(), "", gr.skip()
+            refused = {"role": "assistant", "content": error_markdown(ValueError(f"the limit is {limit} characters"))}
+            return gr.skip(), [*_chat(turns), refused], "", gr.skip()
         panel = f'<div class="sources"><div class="title">Sources</div><div class="empty">{WAIT}</div></div>'
         return "", _chat(turns, question), question, panel if question else gr.skip()
 
