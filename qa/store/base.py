@@ -60,14 +60,17 @@ class FileStamp:
 
 @dataclass(frozen=True)
 class Filters:
-    """Optional retrieval filters: `source` matches source or url (substring), dates are ISO bounds."""
+    """Optional retrieval filters: `source` matches source or url (substring), dates are ISO bounds. `as_of`
+    drops articles dated after it but, unlike `until`, keeps undated ones (a question's own date, not the user's
+    date range)."""
 
     source: str = ""
     since: str = ""
     until: str = ""
+    as_of: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.source or self.since or self.until)
+        return bool(self.source or self.since or self.until or self.as_of)
 
 
 @dataclass(frozen=True)
