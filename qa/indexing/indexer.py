@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -250,25 +251,62 @@ def _embed_and_commit(work: list[_FileWork], store: VectorStore, embedder: Embed
     """Chunk and embed the changed articles and commit them in pieces of about `commit_every_chunks` chunks, so
     a crash loses little; only one piece's vectors are held at a time."""
     articles = [a for w in work for a in w.upserts]
+    timing = _Timing(articles=len(articles))
+    started = time.perf_counter()
     if settings.ray_address and articles:  # chunk and embed on a Ray cluster instead (qa/indexing/distributed.py)
         from qa.indexing.distributed import ray_embedder
 
         embedder = ray_embedder(settings)
         chunks = embedder.chunk(articles, settings.chunk_chars, settings.chunk_overlap_chars)
     else:
-        chunks = [chunk_article(a, settings.chunk_chars, settings.chunk_overlap_chars) for a in articles]
+        chunks = [
+            chunk_article(a, settings.chunk_chars, settings.chunk_overlap_chars)
+            for a in _bar(articles, desc="chunking", unit="article")
+        ]
+    timing.chunking = time.perf_counter() - started
     chunked: dict[str, list[Chunk]] = {a.id: c for a, c in zip(articles, chunks, strict=True)}
     total = sum(len(c) for c in chunked.values())
-    bar = tqdm(total=total, unit="chunk", desc="embedding", disable=None if total else True, leave=False)
+    bar = _bar(None, total=total, unit="chunk", desc="embedding")
     embedded = 0
     for piece in _pieces(work, chunked, settings.commit_every_chunks):
-        embedded += _commit_batch(piece, chunked, store, embedder, bar)
+        embedded += _commit_batch(piece, chunked, store, embedder, bar, timing)
     bar.close()
+    timing.chunks = embedded
+    if embedded and _on_terminal():
+        tqdm.write(timing.summary(time.perf_counter() - started), file=sys.stderr)
     return embedded
 
 
+def _on_terminal() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE")
+
+
+def _bar(items: Sequence | None, **kwargs) -> tqdm:
+    """A progress bar with an ETA on a terminal; nothing at all when stderr is not one (logs, pipes, tests)."""
+    n = kwargs.get("total", len(items) if items is not None else 0)
+    return tqdm(items, disable=None if n else True, leave=False, dynamic_ncols=True, **kwargs)
+
+
+@dataclass
+class _Timing:
+    """Where one run's time went, for the line printed when it finishes."""
+
+    articles: int = 0
+    chunks: int = 0
+    chunking: float = 0.0
+    embedding: float = 0.0
+    storing: float = 0.0
+
+    def summary(self, seconds: float) -> str:
+        rate = self.chunks / seconds if seconds > 0 else 0.0
+        return (
+            f"indexed {self.chunks:,} chunks of {self.articles:,} articles in {seconds:.1f} s, {rate:.1f} chunks/s "
+            f"(chunking {self.chunking:.1f} s, embedding {self.embedding:.1f} s, storing {self.storing:.1f} s)"
+        )
+
+
 def _commit_batch(
-    piece: _Piece, chunked: dict[str, list[Chunk]], store: VectorStore, embedder: Embedder, bar: tqdm
+    piece: _Piece, chunked: dict[str, list[Chunk]], store: VectorStore, embedder: Embedder, bar: tqdm, timing: _Timing
 ) -> int:
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
@@ -277,7 +315,9 @@ def _commit_batch(
             text, sentence_spans = embed_text(article, chunk)
             texts.append(text)
             spans.append(sentence_spans)
+    started = time.perf_counter()
     vectors, sentence_vectors = _encode_with_progress(embedder, texts, spans, bar)
+    timing.embedding += time.perf_counter() - started
     upserts = []
     offset = 0
     for article in piece.articles:
@@ -285,8 +325,10 @@ def _commit_batch(
         end = offset + len(chunks)
         upserts.append(Upsert(article, chunks, vectors[offset:end], sentence_vectors[offset:end]))
         offset = end
+    started = time.perf_counter()
     if upserts or piece.deletes or piece.files:
         store.commit(upserts, piece.deletes, piece.files, embedder.name)
+    timing.storing += time.perf_counter() - started
     return len(texts)
 
 

@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL, sentences TEXT NOT NULL, vector BLOB NOT NULL, sentence_vectors BLOB);
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, articles TEXT);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, text, tokenize='porter unicode61');
+CREATE VIEW IF NOT EXISTS fts_source AS
+    SELECT c.id AS id, a.title AS title, c.text AS text FROM chunks c JOIN articles a ON a.id = c.article_id;
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, text, content='fts_source', content_rowid='id',
+    tokenize='porter unicode61');
 CREATE TABLE IF NOT EXISTS dense_removed (generation INTEGER NOT NULL, id INTEGER NOT NULL,
     PRIMARY KEY (generation, id)) WITHOUT ROWID;
 """

@@ -2,7 +2,8 @@
 and the generation; a VectorIndex (FAISS files by default, or Milvus) searches the vectors. Nothing is unpickled.
 
 Layout of the index folder:
-    qa.sqlite             articles, chunks (+ float16 vectors, int8 sentence vectors: qa/store/codec.py), fts,
+    qa.sqlite             articles, chunks (+ float32 vectors, int8 sentence vectors: qa/store/codec.py), fts
+                          (BM25 over title and text read from chunks and articles: no second copy of the text),
                           files, dense_removed (the FAISS change log), meta(generation, dim, the vector index's
                           checksums); checkpointed after every commit, so the WAL stays small
     index.lock            held by the one writer
@@ -80,6 +81,11 @@ class StoreView:
         query = fts_query(text)
         if not query:
             return []
+        if not filters:  # no join per matching row: FTS5 ranks on its own (its ORDER BY rank LIMIT fast path)
+            rows = self.conn.execute(
+                "SELECT rowid, rank FROM fts WHERE fts MATCH ? ORDER BY rank LIMIT ?", (query, k)
+            ).fetchall()
+            return [(int(r[0]), -float(r[1])) for r in rows]
         where, args = filter_sql(filters)
         rows = self.conn.execute(
             "SELECT f.rowid, bm25(fts) AS s FROM fts f JOIN chunks c ON c.id = f.rowid "
@@ -313,7 +319,7 @@ class SQLiteStore:
         with self.read() as view:
             conn = view.conn
             chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
-            fts_ids = {r[0] for r in conn.execute("SELECT rowid FROM fts")}
+            fts_ids = {r[0] for r in conn.execute("SELECT id FROM fts_docsize")}  # what FTS5 itself indexed
             if chunk_ids != fts_ids:
                 problems.append(f"{len(chunk_ids ^ fts_ids)} chunks differ between chunks and the BM25 index")
             dense_ids = view.dense_ids()
