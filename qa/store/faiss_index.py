@@ -43,6 +43,7 @@ from qa.store.sql import filter_sql, read_meta
 FP16 = faiss.ScalarQuantizer.QT_fp16
 EXACT_FILTER_MAX = 50_000  # a filter this narrow is searched exactly, not through the IVF lists
 REFINE_EXTRA = 8  # candidates fetched beyond k, then ranked by their exact (float32) scores
+BUILD_BATCH = 20_000  # rows read from SQLite at a time when a base is built from it
 KEEP_STATES = 4  # recent generations kept in memory for readers whose snapshot is a little behind
 
 
@@ -341,9 +342,7 @@ class FaissIndex:
 
     def _rebuilt(self, conn: sqlite3.Connection, generation: int, dim: int) -> _State:
         """Every vector of the snapshot, read from SQLite (not durable: the next commit writes a base file)."""
-        ids, vecs = _vectors(conn, dim, "SELECT id, vector FROM chunks ORDER BY id", ())
-        base = self._build(ids, vecs, dim)
-        top = int(ids.max(initial=0))
+        base, top = self._build_from(conn, dim)
         return _State(generation, dim, base, 0, False, top, top, _Delta(dim), 0, frozenset())
 
     def _read_base(self, meta: dict[str, str], generation: int, dim: int) -> faiss.Index | None:
@@ -399,24 +398,35 @@ class FaissIndex:
             if len(ids):
                 base.add_with_ids(np.ascontiguousarray(vecs), ids)
         else:
-            ids, vecs = _vectors(conn, state.dim, "SELECT id, vector FROM chunks ORDER BY id", ())
-            base = self._build(ids, vecs, state.dim)
+            base, _ = self._build_from(conn, state.dim)
         g = state.generation
         return _State(g, state.dim, base, g, True, state.max_id, state.max_id, _Delta(state.dim), 0, frozenset())
 
-    def _build(self, ids: np.ndarray, vecs: np.ndarray, dim: int) -> faiss.Index:
-        if len(ids) >= self.options.ivf_min_rows:
-            lists = _lists_for(len(ids))
+    def _build_from(self, conn: sqlite3.Connection, dim: int) -> tuple[faiss.Index, int]:
+        """A base of every vector in the caller's snapshot, read in batches (memory: the index, not the rows);
+        returns it and the largest chunk id."""
+        rows, top = conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM chunks").fetchone()
+        if rows >= self.options.ivf_min_rows:
+            lists = _lists_for(rows)
             index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, lists, FP16, faiss.METRIC_INNER_PRODUCT)
             index.by_residual = False
             index.cp.niter = 10  # k-means: 10 rounds on 32 points a list find lists as good for search as 25
-            sample = np.random.default_rng(0).choice(len(ids), min(len(ids), 32 * lists), replace=False)
-            index.train(np.ascontiguousarray(vecs[np.sort(sample)]))
+            step = max(1, rows // (32 * lists))  # a spread sample of the vectors to train the lists on
+            _, sample = _vectors(conn, dim, "SELECT id, vector FROM chunks WHERE id % ? = 0", (step,))
+            if len(sample) < 4 * lists:  # ids too uneven for the spread sample: the first rows will do
+                _, sample = _vectors(conn, dim, "SELECT id, vector FROM chunks ORDER BY id LIMIT ?", (32 * lists,))
+            index.train(np.ascontiguousarray(sample))
         else:
             index = faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, FP16, faiss.METRIC_INNER_PRODUCT))
-        if len(ids):
+        last = 0
+        while True:
+            ids, vecs = _vectors(
+                conn, dim, "SELECT id, vector FROM chunks WHERE id > ? ORDER BY id LIMIT ?", (last, BUILD_BATCH)
+            )
+            if not len(ids):
+                return index, int(top)
             index.add_with_ids(np.ascontiguousarray(vecs), ids)
-        return index
+            last = int(ids[-1])
 
     def maintain(self) -> None:
         """When a writer finishes: fold a log of compact_fraction of the vectors into a new base file."""
@@ -432,7 +442,11 @@ class FaissIndex:
             return
         if meta.get("faiss_base") == str(state.generation):  # already folded (never write over the live base)
             return
-        compacted = self.compact_state(conn, state)
+        conn.execute("BEGIN")  # one snapshot for the vectors a new base may read from SQLite
+        try:
+            compacted = self.compact_state(conn, state)
+        finally:
+            conn.execute("COMMIT")
         sha = self.write(compacted.base, state.generation)
         conn.execute("BEGIN IMMEDIATE")
         try:
