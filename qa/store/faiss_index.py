@@ -23,6 +23,7 @@ compaction, rebuilt when the index has grown well past the size its lists were m
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import math
 import os
@@ -492,6 +493,7 @@ class FaissIndex:
                     del self._states[old]
         if keep:
             self._prune(keep)
+            _give_back_memory()
 
     def _prune(self, keep: set[int]) -> None:
         """Remove base files other than `keep`, and temp files a crash left (one writer at a time)."""
@@ -500,6 +502,14 @@ class FaissIndex:
             if match and (match.group(2) or int(match.group(1)) not in keep):
                 with contextlib.suppress(OSError):
                     path.unlink()
+
+
+def _give_back_memory() -> None:
+    """After a compaction freed the previous base: hand the freed heap back to the system. glibc keeps the lists
+    of a freed IVF index (hundreds of KB each) in its heap, so each compaction would otherwise add an index's size
+    to the resident memory of a long-running writer."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _single_threaded(fn, *args, **kwargs):
