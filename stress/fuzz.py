@@ -311,7 +311,7 @@ def write_hostile(folder: Path) -> dict[str, str]:
     park = "The Ashford council approved a new park with two hundred trees and a pond on Friday."
     put("scripts.html", f"<html><body>{scripts}<article><p>{park}</p></article>{scripts}</body></html>", "article")
     put("only-scripts.html", f"<html><body>{scripts * 50}</body></html>", "no article text")
-    put("nested.html", "<div>" * 30_000 + "The harbour opened. " * 20 + "</div>" * 30_000, "no article text")
+    put("nested.html", "<div>" * 30_000 + "The harbour opened. " * 20 + "</div>" * 30_000, "than any article page")
     line = "<p>" + "The harbour bridge opened after years of debate in the council. " * 16_500 + "</p>"
     put("line-1mb.html", f"<html><body><article>{line}</article></body></html>", "article")
     put("page.exe", b"MZ\x90\x00", "unsupported file type")

@@ -30,7 +30,7 @@ from qa.indexing.embed import Embedder
 from qa.schema import Article, IndexReport, Rejection
 from qa.settings import Settings
 from qa.sources.fetch import FEED_TYPES, HTML_TYPES, MAX_BYTES, MAX_REDIRECTS, TIMEOUT_S, fetch, is_url
-from qa.sources.ingest import IngestError, html_to_article, id_for, make_article
+from qa.sources.ingest import MAX_HTML_TAGS, IngestError, html_to_article, id_for, make_article
 from qa.store import VectorStore
 from qa.text import clean
 
@@ -43,6 +43,7 @@ _TAGGED = re.compile(r"<[A-Za-z/!?]")  # fixed-length patterns: linear searches
 _MARKUP = re.compile(r"<[A-Za-z/!?]|&")
 _DROPPED = ("script", "style", "template", "noscript")  # elements whose text is not text
 _BUDGET_S = Settings.model_construct().feed_budget_s
+_FIELD_CHARS = 20_000  # of a feed's title or source name read (as HTML) before it is cut to a line
 
 
 @dataclass
@@ -232,13 +233,17 @@ def _html_text(fragment: str, origin: str, url: str) -> str:
 
 def html_text(fragment: str) -> str:
     """All the text of an HTML fragment, entities decoded, scripts and styles dropped (lxml's HTML parser:
-    linear on any input, e.g. 200k '<' that a `<[^>]+>` regex takes quadratic time over)."""
+    linear on any input, e.g. 200k '<' that a `<[^>]+>` regex takes quadratic time over). Like a page, a fragment
+    of more tags than any article is refused (IngestError) rather than parsed."""
     import lxml.html
     from lxml import etree
 
     fragment = clean(fragment)
     if not _MARKUP.search(fragment):
         return fragment
+    tags = fragment.count("<")
+    if tags > MAX_HTML_TAGS:
+        raise IngestError(f"the HTML has {tags:,} tags, more than any article ({MAX_HTML_TAGS:,})")
     try:
         root = lxml.html.fragment_fromstring(fragment, create_parent="div", parser=_html_parser())
     except (etree.ParserError, ValueError):  # nothing to parse (only a comment, say)
@@ -256,8 +261,9 @@ def _html_parser():
 
 
 def _plain(text: str) -> str:
-    """A feed field (a title, a source name) as one line of text."""
-    return " ".join(html_text(text or "").split())
+    """A feed field (a title, a source name) as one line of text. Only its first _FIELD_CHARS are read: it is cut
+    to a few hundred characters anyway (qa.sources.ingest.MAX_TITLE_CHARS)."""
+    return " ".join(html_text((text or "")[:_FIELD_CHARS]).split())
 
 
 def _digest(*parts: str) -> str:
