@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
+import os
 import re
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -238,6 +241,9 @@ def bench_scale(
         synthetic = Synthetic(material, pool, queries)
         store = faiss_store(path, create=True, settings=settings)
         _, build_s = timed(synthetic.fill, store, n)
+        del store  # the filler's copy of the vectors: the reader below loads its own, as `qa serve` would
+        gc.collect()
+        rows.append((f"{n:,} chunks: peak RSS of a fresh `qa ask` process (model + index)", reader_rss(path)))
         ours = qa.Assistant(settings)
         retriever = HybridRetriever(ours.store(), embedder, settings)
         retriever.retrieve("warm up")
@@ -268,9 +274,33 @@ def bench_scale(
             rows += add_and_delete(ours, synthetic, news, label)
         rows.append((f"{label}: index on disk", f"{folder_mb(path):,.0f} MB"))
         progress(rows)
-        del ours, retriever, store
+        del ours, retriever
         shutil.rmtree(path)
     return rows
+
+
+READER = """
+import resource, sys
+import qa
+from qa.settings import Settings
+assistant = qa.Assistant(Settings(index_dir=sys.argv[1], backend="extractive"))
+for q in sys.argv[2:]:
+    assistant.ask(q)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def reader_rss(path: Path) -> str:
+    questions = ["Why did the harbour bridge open?", "Who won the election?", "What did the mayor say?"]
+    out = subprocess.run(
+        [sys.executable, "-c", READER, str(path), *questions],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+        env=os.environ | {"TQDM_DISABLE": "1"},
+    )
+    return f"{int(out.stdout.split()[-1]):,} MB" if out.returncode == 0 else f"failed: {out.stderr[-200:]}"
 
 
 def nprobe_sweep(assistant: qa.Assistant, synthetic: Synthetic, queries: np.ndarray, label: str) -> list:
