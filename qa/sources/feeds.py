@@ -30,7 +30,7 @@ from qa.indexing.embed import Embedder
 from qa.schema import Article, IndexReport, Rejection
 from qa.settings import Settings
 from qa.sources.fetch import FEED_TYPES, HTML_TYPES, MAX_BYTES, MAX_REDIRECTS, TIMEOUT_S, fetch, is_url
-from qa.sources.ingest import MAX_HTML_TAGS, IngestError, html_to_article, id_for, make_article
+from qa.sources.ingest import MAX_HTML_TAGS, IngestError, html_to_article, id_for, make_article, too_many_tags
 from qa.store import VectorStore
 from qa.text import clean
 
@@ -241,9 +241,8 @@ def html_text(fragment: str) -> str:
     fragment = clean(fragment)
     if not _MARKUP.search(fragment):
         return fragment
-    tags = fragment.count("<")
-    if tags > MAX_HTML_TAGS:
-        raise IngestError(f"the HTML has {tags:,} tags, more than any article ({MAX_HTML_TAGS:,})")
+    if too_many_tags(fragment):
+        raise IngestError(f"the HTML has more than {MAX_HTML_TAGS:,} tags, more than any article")
     try:
         root = lxml.html.fragment_fromstring(fragment, create_parent="div", parser=_html_parser())
     except (etree.ParserError, ValueError):  # nothing to parse (only a comment, say)

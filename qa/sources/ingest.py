@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ MAX_ID_CHARS = 200  # a longer given id is replaced by its hash
 # trafilatura's time per element is high and grows with the page (33k empty <p> took 4 s, 133k took 22 s); news
 # pages have tens of thousands of elements at most, so more than this is refused before it is parsed.
 MAX_HTML_TAGS = 50_000
+_TAG_START = re.compile(r"<[A-Za-z/!?]")  # a tag, comment or declaration opens here (a bare '<' is text)
 
 # Lines that news sites append to articles and that never answer a question: whole lines, matched in one pass
 # over the text (no list of lines: a file of 8 million 1-character lines stays one string).
@@ -223,11 +225,10 @@ def _from_plain_text(text: str, path: Path) -> Article:
 def _from_html(html: str, origin: str, url: str = "") -> Article:
     import trafilatura  # heavy import, only when HTML is seen
 
-    tags = html.count("<")
-    if tags > MAX_HTML_TAGS:
+    if too_many_tags(html):
         raise IngestError(
-            f"the HTML has {tags:,} tags, more than any article page ({MAX_HTML_TAGS:,}); "
-            "save its text as .txt to index it"
+            f"the HTML has more than {MAX_HTML_TAGS:,} tags, more than any article page; save its text as .txt to "
+            "index it"
         )
     options = {"output_format": "json", "with_metadata": True, "include_comments": False, "url": url or None}
     try:
@@ -257,6 +258,11 @@ def _from_html(html: str, origin: str, url: str = "") -> Article:
         origin=origin,
         key=url or origin,
     )
+
+
+def too_many_tags(html: str) -> bool:
+    """More than MAX_HTML_TAGS tags in `html` (counted up to the limit, not further)."""
+    return sum(1 for _ in itertools.islice(_TAG_START.finditer(html), MAX_HTML_TAGS + 1)) > MAX_HTML_TAGS
 
 
 def html_to_article(html: str, origin: str, url: str = "") -> Article:
