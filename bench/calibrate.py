@@ -1,7 +1,9 @@
-"""Calibrate the abstention threshold on data: run an evaluation set with abstention off and print, for each
-candidate threshold, the share of unanswerable questions declined against answerable ones wrongly declined.
+"""The abstention frontier on data: run an evaluation set with abstention off (each question as of its date) and
+print, for each candidate support threshold, the share of unanswerable questions declined against answerable
+ones wrongly declined. The threshold the product uses is fitted with the support model, on held-out folds
+(bench/fit_support.py); this shows where it sits.
 
-Run: .venv/bin/python bench/calibrate.py eval/seeds ../shared/eval/squad2-dev
+Run: .venv/bin/python bench/calibrate.py ../shared/eval/rtqa-2023-dev ../shared/eval/squad2-dev eval/seeds
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def frontier(rows: list[dict], thresholds: np.ndarray) -> list[tuple[float, floa
 
 
 def main() -> None:
+    from qa.answer.extractive import abstain_threshold
+
+    current = abstain_threshold(Settings())
     settings = Settings(backend="extractive", abstain_threshold=-1e9)
     for set_dir in sys.argv[1:] or [str(ROOT / "eval" / "seeds")]:
         rows = run_eval(set_dir, settings)["questions"]
@@ -39,8 +44,9 @@ def main() -> None:
             f"of unanswerable max {max((r['support'] for r in rows if not r['answerable']), default=0):.3f}"
         )
         print(f"{'threshold':>10} {'unanswerable declined':>22} {'answerable declined':>20} {'answer has gold':>16}")
-        for t, declined, wrongly, gold in frontier(rows, np.arange(0.30, 0.76, 0.025)):
-            print(f"{t:>10.3f} {declined:>22.2f} {wrongly:>20.2f} {gold:>16.2f}")
+        for t, declined, wrongly, gold in frontier(rows, np.unique(np.r_[np.arange(0.05, 0.96, 0.05), current])):
+            mark = "   <- the shipped threshold" if abs(t - current) < 1e-9 else ""
+            print(f"{t:>10.3f} {declined:>22.2f} {wrongly:>20.2f} {gold:>16.2f}{mark}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
@@ -64,10 +65,13 @@ class Assistant:
         history: History | None = None,
         filters: Filters | None = None,
         backend: str | None = None,
+        as_of: dt.date | str | None = None,
     ) -> Answer:
-        """Answer from the indexed articles with cited sentences, or abstain when they do not support one."""
+        """Answer from the indexed articles with cited sentences, or abstain when they do not support one.
+        `as_of` (a date; default today) answers as of that day: articles published after it are not used and
+        "this week" means the days before it."""
         answer = None
-        for item in self.ask_stream(question, k, history, filters, backend):
+        for item in self.ask_stream(question, k, history, filters, backend, as_of):
             answer = item
         assert isinstance(answer, Answer)
         return answer
@@ -79,10 +83,11 @@ class Assistant:
         history: History | None = None,
         filters: Filters | None = None,
         backend: str | None = None,
+        as_of: dt.date | str | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer text as it is written, then the final Answer with verified citations (whose text
         may differ from the streamed one where the citation check repaired it). See qa/answer/pipeline.py."""
-        yield from self.pipeline().run(question, k, history, filters, backend)
+        yield from self.pipeline().run(question, k, history, filters, backend, as_of)
 
     def as_retriever(self, k: int | None = None, filters: Filters | None = None) -> BaseRetriever:
         """A LangChain retriever giving the passages `ask()` reads, in the same order (hybrid retrieval plus
@@ -105,14 +110,26 @@ def _assistant(overrides: dict[str, Any]) -> Assistant:
         return _default[key]
 
 
-def ask(question: str, k: int | None = None, history: History | None = None, **settings: Any) -> Answer:
+def ask(
+    question: str,
+    k: int | None = None,
+    history: History | None = None,
+    as_of: dt.date | str | None = None,
+    **settings: Any,
+) -> Answer:
     """`qa.ask("Why did Russia decline?")` over the default index; settings as keyword overrides."""
-    return _assistant(settings).ask(question, k=k, history=history)
+    return _assistant(settings).ask(question, k=k, history=history, as_of=as_of)
 
 
-def ask_stream(question: str, k: int | None = None, history: History | None = None, **settings: Any):
+def ask_stream(
+    question: str,
+    k: int | None = None,
+    history: History | None = None,
+    as_of: dt.date | str | None = None,
+    **settings: Any,
+):
     """Like ask(), but yields the text as it is generated, then the final Answer."""
-    return _assistant(settings).ask_stream(question, k=k, history=history)
+    return _assistant(settings).ask_stream(question, k=k, history=history, as_of=as_of)
 
 
 def index(paths: Iterable[str | Path] | str | Path, sync: bool = False, **settings: Any) -> IndexReport:

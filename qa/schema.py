@@ -90,6 +90,8 @@ class Answer:
     backend: str = "extractive"
     generated_text: str = ""  # the model's words before citation checking ("" when no model was asked)
     notes: list[str] = field(default_factory=list)  # what the citation check changed, and why
+    short_answer: str = ""  # the entity or number that answers, shown in bold before the cited sentence
+    as_of: str = ""  # the date the question was answered as of (ISO)
 
     def to_dict(self) -> dict:
         """The stable JSON shape used by `qa ask --json` and the web API."""
@@ -103,6 +105,8 @@ class Answer:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "backend": self.backend,
             "notes": self.notes,
+            "short_answer": self.short_answer,
+            "as_of": self.as_of,
         }
 
     def to_markdown(self) -> str:

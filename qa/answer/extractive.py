@@ -7,13 +7,14 @@ import re
 
 from qa.answer.prompts import prompt
 from qa.answer.sentences import Candidate, citation
+from qa.answer.support import load_model
 from qa.schema import Answer, Passage
 from qa.settings import Settings
 
 
 def extractive_answer(question: str, ranked: list[Candidate], passages: list[Passage], settings: Settings) -> Answer:
     """Quote the best sentence, plus close runners-up from the same article, each cited [n]."""
-    threshold, max_sentences = settings.abstain_threshold, settings.max_answer_sentences
+    threshold, max_sentences = abstain_threshold(settings), settings.max_answer_sentences
     support = ranked[0].score if ranked else 0.0
     if support < threshold:
         return abstain(question, passages, support)
@@ -30,7 +31,18 @@ def extractive_answer(question: str, ranked: list[Candidate], passages: list[Pas
             chosen.append(c)
     citations = [citation(n, c) for n, c in enumerate(chosen, start=1)]
     text = " ".join(f"{_defuse_markers(c.text)} [{n}]" for n, c in enumerate(chosen, start=1))
-    return Answer(question, text, citations, abstained=False, passages=passages, support=support)
+    if best.short:
+        text = f"**{_defuse_markers(best.short)}**: {text}"
+    answer = Answer(question, text, citations, abstained=False, passages=passages, support=support)
+    answer.short_answer = best.short
+    return answer
+
+
+def abstain_threshold(settings: Settings) -> float:
+    """The configured threshold, else the one fitted with the support model."""
+    if settings.abstain_threshold is not None:
+        return settings.abstain_threshold
+    return load_model(str(settings.support_model or "")).abstain_below
 
 
 def _defuse_markers(text: str) -> str:

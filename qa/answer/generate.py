@@ -22,7 +22,20 @@ def pick_sources(ranked: list[Candidate], n: int) -> list[Candidate]:
 
 
 def format_sources(sources: Sequence[Candidate]) -> str:
-    return "\n".join(f"[{i}] {' '.join(c.text.split())}" for i, c in enumerate(sources, start=1))
+    """One numbered line per sentence, led by its article's date and outlet (news is read as of a day)."""
+    lines = []
+    for i, c in enumerate(sources, start=1):
+        meta = ", ".join(x for x in (c.passage.published, _outlet(c.passage.source, c.passage.url)) if x)
+        lines.append(f"[{i}] " + (f"({meta}) " if meta else "") + " ".join(c.text.split()))
+    return "\n".join(lines)
+
+
+def _outlet(source: str, url: str) -> str:
+    """A short outlet name: the site of the url, else the source unless it is a file path."""
+    if url:
+        host = url.split("//", 1)[-1].split("/", 1)[0]
+        return host.removeprefix("www.")
+    return "" if "/" in source or "\\" in source else source
 
 
 def answer_chain(model: BaseChatModel) -> Runnable:

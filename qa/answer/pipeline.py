@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 
@@ -23,6 +25,7 @@ from qa.answer.history import History, last_question
 from qa.answer.retrieve import HybridRetriever
 from qa.answer.sentences import Candidate, rank_sentences, rerank
 from qa.answer.verify import verify
+from qa.answer.when import TimeFrame, as_date, time_frame
 from qa.indexing.embed import Embedder
 from qa.schema import Answer, Passage
 from qa.settings import BACKENDS, Settings
@@ -36,6 +39,8 @@ class Reading:
 
     passages: list[Passage]
     ranked: list[Candidate]
+    frame: TimeFrame | None = None
+    notes: list[str] = field(default_factory=list)  # how the question's time was read, and any fallback
 
 
 class AskPipeline:
@@ -59,13 +64,31 @@ class AskPipeline:
                 return rewritten
         return standalone_question(question, history, self.settings.followup_max_words)
 
-    def read(self, standalone: str, k: int, filters: Filters, focus: str = "") -> Reading:
-        """Retrieve a pool of fused passages, score their sentences, keep the k passages with the best ones."""
+    def read(
+        self, standalone: str, k: int, filters: Filters, focus: str = "", as_of: dt.date | str | None = None
+    ) -> Reading:
+        """Retrieve a pool of fused passages as of the question's date, score their sentences, keep the k
+        passages with the best ones. Explicit time words filter the pool; an empty window falls back to the
+        whole pool (and says so), vague ones only favour articles in their window."""
         s = self.settings
+        frame = time_frame(focus or standalone, as_date(as_of))
         qvec = self.embedder.encode_query(standalone)
-        pool = self.retriever.retrieve(standalone, max(k, s.rerank_depth), filters, query_vector=qvec)
-        ranked = rank_sentences(standalone, qvec, pool, self.embedder, s, focus=focus or standalone)
-        return Reading(rerank(pool, ranked)[:k], ranked)
+        depth = max(k, s.rerank_depth)
+        dated = _as_of_filters(filters, frame, as_of is not None, with_window=frame.explicit)
+        pool = self.retriever.retrieve(standalone, depth, dated, query_vector=qvec)
+        notes = []
+        if not pool and frame.explicit:
+            dated = _as_of_filters(filters, frame, as_of is not None, with_window=False)
+            pool = self.retriever.retrieve(standalone, depth, dated, query_vector=qvec)
+            if pool:
+                notes.append(
+                    f'no article is dated within "{frame.phrase}" ({frame.start} to {frame.end}); '
+                    "answered from the others"
+                )
+        elif frame.window and not frame.explicit and not any(frame.fit(p.published) == 1.0 for p in pool):
+            notes.append(f'no retrieved article is dated within "{frame.phrase}" ({frame.start} to {frame.end})')
+        ranked = rank_sentences(standalone, qvec, pool, self.embedder, s, focus=focus or standalone, frame=frame)
+        return Reading(rerank(pool, ranked, s.per_article)[:k], ranked, frame, notes)
 
     def generate(
         self,
@@ -110,6 +133,7 @@ class AskPipeline:
         history: History | None = None,
         filters: Filters | None = None,
         backend: str | None = None,
+        as_of: dt.date | str | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer text as it is written, then the final Answer with verified citations (whose text
         may differ from the streamed one where the citation check repaired it)."""
@@ -127,7 +151,7 @@ class AskPipeline:
         t0 = time.perf_counter()
         standalone = self.rewrite(question, history, model, backend)
         timings["rewrite"] = (time.perf_counter() - t0) * 1000
-        reading = self.read(standalone, k or s.k, filters or Filters(), focus=question)
+        reading = self.read(standalone, k or s.k, filters or Filters(), focus=question, as_of=as_of)
         timings["retrieve"] = (time.perf_counter() - t0) * 1000 - timings["rewrite"]
         quoted = extractive_answer(standalone, reading.ranked, reading.passages, s)
         if model is None or quoted.abstained:  # weak support: decline without asking any model
@@ -136,6 +160,8 @@ class AskPipeline:
         else:
             answer = yield from self.generate(model, backend, standalone, reading, quoted, timings, t0)
         answer.question, answer.standalone_question, answer.backend = question, standalone, backend
+        answer.as_of = reading.frame.as_of.isoformat() if reading.frame else ""
+        answer.notes = [*reading.notes, *answer.notes]
         answer.timings_ms = timings | {"total": (time.perf_counter() - t0) * 1000}
         yield answer
 
@@ -162,3 +188,13 @@ def standalone_question(question: str, history: History | None, max_words: int =
     if not previous or len(question.split()) > max_words:
         return question
     return f"{previous} {question}"
+
+
+def _as_of_filters(filters: Filters, frame: TimeFrame, dated: bool, with_window: bool) -> Filters:
+    """The user's filters narrowed to articles published by the question's date when one was given (`dated`;
+    undated articles stay), and, with_window, to the window its explicit time words name."""
+    since, until = filters.since, filters.until
+    if with_window and frame.window:
+        since = max(filter(None, [since, frame.start.isoformat()]))
+        until = min(filter(None, [until, frame.end.isoformat()]))
+    return dataclasses.replace(filters, since=since, until=until, as_of=frame.as_of.isoformat() if dated else "")

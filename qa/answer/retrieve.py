@@ -38,15 +38,20 @@ class HybridRetriever:
             dense = view.dense(vector, s.fetch_k, filters)
             sparse = view.sparse(question, s.fetch_k, filters)
             fused = fuse([(s.dense_weight, dense), (s.sparse_weight, sparse)], s.rrf_k)
-            order = sorted(fused, key=fused.__getitem__, reverse=True)[: k * s.fuse_pool_factor]
+            order = sorted(fused, key=fused.__getitem__, reverse=True)
+            if not s.pool_per_article:  # with a cap per article, the whole fused list may be needed
+                order = order[: k * s.fuse_pool_factor]
             records = view.passages(order)
         sparse_rank = {rid: rank for rank, (rid, _) in enumerate(sparse)}
         passages: list[Passage] = []
         kept_words: list[set[str]] = []
+        per_article: dict[str, int] = {}
         for rid in order:
             if rid not in records:
                 continue
             passage, passage_vector = records[rid]
+            if s.pool_per_article and per_article.get(passage.article_id, 0) >= s.pool_per_article:
+                continue  # a long article must not fill the pool: distinct articles are distinct evidence
             bag = set(words(passage.text))
             if any(_jaccard(bag, other) >= s.dedup_jaccard for other in kept_words):
                 continue
@@ -55,6 +60,7 @@ class HybridRetriever:
             passage.sparse_rank = sparse_rank.get(rid)
             passages.append(passage)
             kept_words.append(bag)
+            per_article[passage.article_id] = per_article.get(passage.article_id, 0) + 1
             if len(passages) == k:
                 break
         return passages

@@ -147,7 +147,9 @@ def run_eval(
     rows, retrieval_ms, answer_ms = [], [], []
     for q in tqdm(questions, desc="questions", unit="q", disable=None, leave=False):
         # k=10 only widens the passages returned for Hit@10; the answer reads the same reranked pool as at k=5.
-        answer = assistant.ask(q["question"], k=max(10, settings.k), backend=backend)
+        # A question's date (FORMAT.md: optional) is the day it is answered as of: later articles are not used.
+        as_of = q.get("question_date") or None
+        answer = assistant.ask(q["question"], k=max(10, settings.k), backend=backend, as_of=as_of)
         retrieval_ms.append(answer.timings_ms["retrieve"])
         answer_ms.append(answer.timings_ms["total"])
         rows.append(score_question(q, answer.passages, answer))

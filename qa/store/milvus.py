@@ -262,6 +262,8 @@ def filter_expr(filters: Filters) -> str:
         clauses.append(f"published >= {_literal(filters.since)}")
     if filters.until:
         clauses.append(f'published != "" and published <= {_literal(filters.until)}')
+    if filters.as_of:  # ISO dates compare as text; undated articles stay (an unreadable date: see sql.filter_sql)
+        clauses.append(f'(published == "" or published <= {_literal(filters.as_of)})')
     return " and ".join(clauses)
 
 

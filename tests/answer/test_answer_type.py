@@ -1,0 +1,37 @@
+"""The kind of answer a question asks for, and the entities of a sentence that could be it (real spaCy model)."""
+
+import pytest
+
+from qa.answer.answer_type import DATE, ORG, PERSON, PLACE, QUANTITY, answer_entities, entities, expected_types
+
+
+@pytest.mark.parametrize(
+    ("question", "wanted"),
+    [
+        ("Huge crowds lined the streets of which country to pay tribute to Pelé?", PLACE),
+        ("Where did the meeting take place?", PLACE),
+        ("Who initiated the Paris meeting?", PERSON + ORG),
+        ("Which former pope was laid to rest this week?", PERSON + ORG),
+        ("Which airline announced it will give 25,000 miles to passengers?", ORG),
+        ("How many people died in the earthquake?", QUANTITY),
+        ("When did the strike begin?", DATE),
+        ("Why did Russia decline?", ()),
+    ],
+)
+def test_the_question_names_the_kind_of_answer(question, wanted):
+    assert expected_types(question) == wanted
+
+
+def test_a_sentence_answers_with_an_entity_the_question_does_not_already_name():
+    question = "Huge crowds lined the streets of which country this week to pay tribute to Pelé?"
+    (ents,) = entities(["Thousands of fans in Santos, Brazil, filed past the coffin of Pelé on Monday."])
+    found = [e.text for e in answer_entities(question, ents, expected_types(question))]
+    assert "Brazil" in found and "Pelé" not in found
+    (restated,) = entities(["Crowds paid tribute to Pelé this week."])
+    assert answer_entities(question, restated, expected_types(question)) == []
+
+
+def test_a_demonym_counts_as_a_place():
+    question = "Which country's foreign ministry initiated the meeting?"
+    (ents,) = entities(["French officials initiated the meeting."])
+    assert [e.label for e in answer_entities(question, ents, expected_types(question))] == ["NORP"]
