@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--source", default="", help="only articles whose source or url contains this")
     ask.add_argument("--since", default="", help="only articles published on or after this ISO date")
     ask.add_argument("--until", default="", help="only articles published on or before this ISO date")
+    ask.add_argument(
+        "--as-of",
+        default=None,
+        help="answer as of this date (YYYY-MM-DD; default today): later articles are not "
+        "used, and 'this week' means the week before it",
+    )
 
     wa = sub.add_parser("watch", parents=[common], help="keep indexing folders and feeds as articles arrive")
     wa.add_argument("dirs", nargs="*", help="folders to watch (recursively); removed files leave the index")
@@ -59,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("-k", type=int, help="passages to read (default 5)")
     ev.add_argument("--backend", default="extractive", choices=BACKENDS)
     ev.add_argument("--min-hit5", type=float, help="exit 1 when Hit@5 is below this (a CI regression guard)")
+    ev.add_argument("--min-answer", type=float, help="exit 1 when 'answer has gold' is below this (a CI guard)")
     ev.add_argument("--baseline", action="store_true", help="also score the textbook LangChain pipeline")
 
     sv = sub.add_parser("serve", parents=[common], help="the web chat and HTTP API on http://127.0.0.1:7860")
@@ -129,7 +136,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from qa.store import Filters
 
     filters = Filters(args.source, args.since, args.until)
-    stream = Assistant(settings).ask_stream(args.question, filters=filters, backend=args.backend)
+    stream = Assistant(settings).ask_stream(args.question, filters=filters, backend=args.backend, as_of=args.as_of)
     answer, streamed = None, False
     for item in stream:
         if isinstance(item, Answer):
@@ -183,10 +190,12 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    if args.min_hit5 is not None and report["hit@5"] < args.min_hit5:
-        print(f"qa: error: Hit@5 {report['hit@5']:.3f} is below the guard {args.min_hit5}", file=sys.stderr)
-        return 1
-    return 0
+    status = 0
+    for key, floor in (("hit@5", args.min_hit5), ("answer_contains_gold", args.min_answer)):
+        if floor is not None and report[key] < floor:
+            print(f"qa: error: {key} {report[key]:.3f} is below the guard {floor}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

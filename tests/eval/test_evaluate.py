@@ -109,6 +109,12 @@ def test_qa_eval_end_to_end_on_a_tiny_set_with_the_baseline_beside_it(tmp_path: 
     assert base["false_abstention"] == 0.0 and base["abstention_unanswerable"] == 0.0
     assert 0 < base["retrieval_ms_p50"] <= base["retrieval_ms_p95"]
 
+    guarded = subprocess.run(  # the CI guard: a floor above what was reached fails the run and names the metric
+        [sys.executable, "-m", "qa", "eval", str(set_dir), "--backend", "extractive", "--min-answer", "1.01"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert guarded.returncode == 1 and "answer_contains_gold 1.000 is below the guard 1.01" in guarded.stderr
+
     # The set was indexed into a private cache index, never the user's vectorstore/.
     [private] = (tmp_path / ".cache" / "news-qa" / "eval").iterdir()
     assert (private / "qa.sqlite").exists() and private.name.startswith("tiny-")
