@@ -75,13 +75,15 @@ stress: setup
 		"fuzz --files 3000 --records 2000" "injection" "web_load --users 20 --questions 500" "hostile"; do \
 		$(BIN)/python -m stress.$$run || status=1; done; exit $$status
 
-## bench: indexing and query speed at 1k / 10k / 100k chunks (prints a table; not a test)
+## bench: indexing vs raw encode, size at rtqa scale, and at 1k / 100k / 1M chunks: retrieval, answer, recall@10,
+## add/delete, MB, RSS (prints a table; ~17 min; not a test)
 bench: setup
 	$(BIN)/python bench/index_query.py
 
-## eval: quality on the shared SQuAD 2.0 development set
+## eval: quality on the shared news (rtqa-2023-dev) and SQuAD 2.0 development sets, beside the textbook pipeline
 eval: setup
-	$(BIN)/qa eval ../shared/eval/squad2-dev --out test-artifacts/eval-squad2.json
+	$(BIN)/qa eval ../shared/eval/rtqa-2023-dev --baseline --out test-artifacts/eval-rtqa.json
+	$(BIN)/qa eval ../shared/eval/squad2-dev --baseline --out test-artifacts/eval-squad2.json
 
 clean:
 	rm -rf $(VENV) *.egg-info test-artifacts

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import re
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -159,6 +160,7 @@ class AskPipeline:
             yield answer.text
         else:
             answer = yield from self.generate(model, backend, standalone, reading, quoted, timings, t0)
+        answer.passages = _with_cited(answer.passages, answer, reading.ranked)
         answer.question, answer.standalone_question, answer.backend = question, standalone, backend
         answer.as_of = reading.frame.as_of.isoformat() if reading.frame else ""
         answer.notes = [*reading.notes, *answer.notes]
@@ -182,10 +184,18 @@ def backend_errors(backend: str, settings: Settings) -> Iterator[None]:
         ) from exc
 
 
+_FOLLOW_UP = re.compile(
+    r"^(?:and|but|so|also|then|what about|how about)\b|\b(?:he|she|it|they|him|her|them|his|hers|its|their|that|this|"
+    r"those|these|there|then)\b",
+    re.IGNORECASE,
+)
+
+
 def standalone_question(question: str, history: History | None, max_words: int = 6) -> str:
-    """Without an LLM, a short follow-up ("And the US?") is read together with the previous question."""
+    """Without an LLM, a short follow-up ("And the US?", "Who said that?") is read together with the previous
+    question; a short question that stands on its own ("Who won the 2010 World Cup?") is not."""
     previous = last_question(history)
-    if not previous or len(question.split()) > max_words:
+    if not previous or len(question.split()) > max_words or not _FOLLOW_UP.search(question):
         return question
     return f"{previous} {question}"
 
@@ -198,3 +208,12 @@ def _as_of_filters(filters: Filters, frame: TimeFrame, dated: bool, with_window:
         since = max(filter(None, [since, frame.start.isoformat()]))
         until = min(filter(None, [until, frame.end.isoformat()]))
     return dataclasses.replace(filters, since=since, until=until, as_of=frame.as_of.isoformat() if dated else "")
+
+
+def _with_cited(passages: list[Passage], answer: Answer, ranked: list[Candidate]) -> list[Passage]:
+    """The top-k passages, then any other retrieved passage a citation quotes (a second passage of the best
+    article, ranked below the other articles' first ones), so every citation is to a passage shown."""
+    shown = {p.chunk_id for p in passages}
+    by_chunk = {c.passage.chunk_id: c.passage for c in ranked}
+    extra = [by_chunk[c.chunk_id] for c in answer.citations if c.chunk_id not in shown and c.chunk_id in by_chunk]
+    return passages + list({p.chunk_id: p for p in extra}.values())

@@ -92,6 +92,7 @@ def featurize(
         x[_COL["restates"]] = 0.0 if new else 1.0
         x[_COL["type_miss"]] = 1.0 if wanted else 0.0
         x[_COL["lead"]] = lead(c.start)
+        x[_COL["no_word"]] = 1.0 if not (c.lexical or title_share[p.article_id]) else 0.0
         c.features = x
     read = sorted(cands, key=lambda c: 0.6 * c.dense + 0.4 * c.lexical, reverse=True)[: settings.entity_sentences]
     for c, ents in zip(read, answer_type.entities([c.text for c in read]), strict=True):

@@ -34,6 +34,7 @@ FEATURES = (
     "any_entity",  # 1 when the sentence names any entity or number the question does not
     "lead",  # 1 for the first sentences of an article (news puts the facts first)
     "agree",  # share of (up to 3) other articles whose sentences name the same answer (independent reports)
+    "no_word",  # 1 when neither the sentence nor its headline holds any of the question's content words
 )
 
 
@@ -52,7 +53,10 @@ class SupportModel:
         return x @ self.coef + self.intercept
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logits(x)))
+        """Support in [0, 1]. A sentence that shares no content word with the question, nor does its headline,
+        is not about it: support 0, whatever its similarity ("the capital of France?" -> "a meeting in Paris")."""
+        support = 1.0 / (1.0 + np.exp(-self.logits(x)))
+        return np.where(x[:, FEATURES.index("no_word")] > 0, 0.0, support)
 
     def to_json(self) -> str:
         return json.dumps(

@@ -3,6 +3,7 @@ Served with the JSON API by qa/app/server.py; limits and error messages are the 
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 from gradio_client.utils import is_http_url_like
 
+from qa.answer.when import as_date
 from qa.api import Assistant
 from qa.app.http_api import ApiError, allowed_backends, check_question, error_of, public_answer
 from qa.app.server import serve  # noqa: F401  (qa.app.web.serve: where callers have always found it)
@@ -71,9 +73,14 @@ def md_escape(text: str) -> str:
 
 def answer_markdown(answer: Answer) -> str:
     """The chat bubble: the answer with its [n] markers as superscripts; an abstention reads as one."""
+    notes = "".join(f"\n\n<small>{html.escape(note)}</small>" for note in answer.notes)
     if answer.abstained:
-        return f"ℹ️ *{md_escape(answer.text)}*"
-    return _MARKER.sub(r"<sup>[\1]</sup>", md_escape(answer.text))
+        return f"ℹ️ *{md_escape(answer.text)}*{notes}"
+    text, lead = answer.text, ""
+    if answer.short_answer and text.startswith(f"**{answer.short_answer}**: "):  # the short answer, in bold
+        text = text[len(answer.short_answer) + 6 :]
+        lead = f"**{md_escape(answer.short_answer)}**: "
+    return lead + _MARKER.sub(r"<sup>[\1]</sup>", md_escape(text)) + notes
 
 
 def error_markdown(exc: BaseException) -> str:
@@ -212,8 +219,11 @@ def _chat(turns: list[dict], pending: str | None = None) -> list[dict[str, str]]
     return messages + ([{"role": "user", "content": md_escape(pending)}] if pending else [])
 
 
-def respond(assistant: Assistant, question: str, turns: list[dict], backend: str, k: float) -> Iterator[tuple]:
-    """One chat turn: stream the answer into the chat, then its sources; errors become a chat message."""
+def respond(
+    assistant: Assistant, question: str, turns: list[dict], backend: str, k: float, as_of: str = ""
+) -> Iterator[tuple]:
+    """One chat turn: stream the answer into the chat, then its sources; errors become a chat message.
+    `as_of` is the page's date: the answer uses the articles published by then ("" = today)."""
     if not question:
         yield gr.skip(), gr.skip(), gr.skip()
         return
@@ -223,7 +233,8 @@ def respond(assistant: Assistant, question: str, turns: list[dict], backend: str
     try:
         history = _history(turns)[-assistant.settings.web_max_history_messages :]
         check_question(assistant.settings, question, history, int(k), backend)
-        for item in assistant.ask_stream(question, k=int(k), history=history, backend=backend):
+        day = as_date((as_of or "").strip() or None)  # a bad date is an error message in the chat
+        for item in assistant.ask_stream(question, k=int(k), history=history, backend=backend, as_of=day):
             if isinstance(item, Answer):
                 answer = item
             else:
@@ -345,6 +356,13 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
                     step=1,
                     label="Passages to read (k)",
                 )
+                as_of = gr.Textbox(
+                    value=lambda: dt.date.today().isoformat(),  # evaluated per page load: today, shown
+                    label="Answer as of (YYYY-MM-DD): later articles are not used, 'this week' is the week before",
+                    elem_id="as-of",
+                    max_lines=1,
+                    max_length=32,
+                )
 
         for start in (question.submit, examples.load_input_event.then):  # typing Enter, or clicking an example
             start(
@@ -355,7 +373,7 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
                 api_visibility="private",
             ).then(
                 partial(respond, assistant),
-                [pending, turns, backend, k],
+                [pending, turns, backend, k, as_of],
                 [chat, turns, sources],
                 concurrency_limit=concurrency,
                 concurrency_id="ask",

@@ -177,6 +177,18 @@ def test_chat_turn_streams_then_shows_sources_errors_and_abstentions(seeded: qa.
     assert turns[0]["error"] is True
 
 
+def test_the_pages_date_answers_as_of_that_day(tmp_path: Path):
+    from tests.answer.test_as_of import ARTICLES
+
+    dated = qa.Assistant(Settings(index_dir=tmp_path / "dated", backend="extractive"))
+    dated.index_articles(ARTICLES)
+    question = "What budget did the Millbrook city council approve?"
+    *_, (chat, turns, panel) = respond(dated, question, [], "extractive", 5, "2023-01-20")
+    assert "5 million" in chat[-1]["content"] and "7 million" not in panel  # February's article is not used yet
+    *_, (chat, turns, panel) = respond(dated, question, [], "extractive", 5, "next thursday-ish")
+    assert chat[-1]["content"].startswith("⚠️ **Could not answer:**") and "not a date" in chat[-1]["content"]
+
+
 def test_article_text_is_escaped_and_the_quote_highlighted():
     text = "<script>alert(1)</script> Intro. The **bold** claim [x](javascript:alert(1)) holds. Outro $$x$$."
     quote = "The **bold** claim [x](javascript:alert(1)) holds."
