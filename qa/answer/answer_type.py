@@ -43,7 +43,7 @@ _RULES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
         ),
         QUANTITY,
     ),
-    (re.compile(r"\bwhen\b|\bwhat (?:year|day|date|month|time)\b|\bwhich (?:year|day|date|month)\b", re.I), DATE),
+    (re.compile(r"^when\b|\bwhat (?:year|day|date|month|time)\b|\bwhich (?:year|day|date|month)\b", re.I), DATE),
     (re.compile(rf"\b(?:which|what) (?:\w+ )?(?:{_PLACE_NOUNS})\b|\bwhere\b", re.I), PLACE),
     (re.compile(rf"\b(?:which|what) (?:\w+ )?(?:{_ORG_NOUNS})\b", re.I), ORG),
     (re.compile(rf"\bwho(?:m|se)?\b|\b(?:which|what) (?:\w+ )?(?:{_PERSON_NOUNS})\b", re.I), PERSON + ORG),
@@ -90,12 +90,16 @@ _cache: dict[str, list[Entity]] = {}
 def entities(texts: Sequence[str]) -> list[list[Entity]]:
     """Named entities and numbers of each text (one batched spaCy pass over the ones not seen before)."""
     with _lock:  # spaCy's pipeline is not documented as thread-safe; the cache is shared
-        todo = list(dict.fromkeys(t for t in texts if t not in _cache))
+        found = {t: _cache[t] for t in texts if t in _cache}  # read before any eviction below
+        todo = list(dict.fromkeys(t for t in texts if t not in found))
         for text, doc in zip(todo, _nlp().pipe(todo, batch_size=64), strict=True):
-            if len(_cache) >= _CACHE_SIZE:
-                _cache.pop(next(iter(_cache)))  # oldest first
-            _cache[text] = [Entity(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents]
-        return [_cache[t] for t in texts]
+            found[text] = [Entity(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents]
+        for text in found:
+            _cache.pop(text, None)
+            _cache[text] = found[text]  # most recently used last
+        while len(_cache) > _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))  # least recently used first
+        return [found[t] for t in texts]
 
 
 def answer_entities(question: str, sentence_entities: list[Entity], labels: tuple[str, ...]) -> list[Entity]:

@@ -16,7 +16,7 @@ def extractive_answer(question: str, ranked: list[Candidate], passages: list[Pas
     """Quote the best sentence, plus close runners-up from the same article, each cited [n]."""
     threshold, max_sentences = abstain_threshold(settings), settings.max_answer_sentences
     support = ranked[0].score if ranked else 0.0
-    if support < threshold:
+    if not ranked or support < threshold:
         return abstain(question, passages, support)
     best = ranked[0]
     chosen = [best]

@@ -72,7 +72,10 @@ class AskPipeline:
         passages with the best ones. Explicit time words filter the pool; an empty window falls back to the
         whole pool (and says so), vague ones only favour articles in their window."""
         s = self.settings
-        frame = time_frame(focus or standalone, as_date(as_of))
+        day = as_date(as_of)
+        frame = time_frame(focus or standalone, day)
+        if not frame.window and focus and focus != standalone:  # "And in France?" after "... yesterday?"
+            frame = time_frame(standalone, day)
         qvec = self.embedder.encode_query(standalone)
         depth = max(k, s.rerank_depth)
         dated = _as_of_filters(filters, frame, as_of is not None, with_window=frame.explicit)
@@ -185,8 +188,8 @@ def backend_errors(backend: str, settings: Settings) -> Iterator[None]:
 
 
 _FOLLOW_UP = re.compile(
-    r"^(?:and|but|so|also|then|what about|how about)\b|\b(?:he|she|it|they|him|her|them|his|hers|its|their|that|this|"
-    r"those|these|there|then)\b",
+    r"^(?:and|but|so|also|then|what about|how about)\b|\b(?:he|she|it|they|him|her|them|his|hers|its|their|there)\b"
+    r"|\b(?:that|this|those|these)\s*\??$",  # "Who said that?", not "What did Apple announce this week?"
     re.IGNORECASE,
 )
 

@@ -72,6 +72,8 @@ def featurize(
     title_share: dict[str, float] = {}
     dates = [d for d in (parse_iso(c.passage.published) for c in cands) if d and (not frame or d <= frame.as_of)]
     newest = max(dates, default=None)
+    if frame and frame.window and not frame.explicit and not any(frame.start <= d <= frame.end for d in dates):
+        frame = TimeFrame(frame.as_of)  # "this week" holds none of the evidence (an old archive): favour the latest
     for c in cands:
         c.dense = float(np.dot(c.vector, qvec))
         own = stems(c.text)

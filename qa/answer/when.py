@@ -32,7 +32,7 @@ _ON_WEEKDAY = re.compile(rf"\b(?:on|last|this)\s+({'|'.join(_WEEKDAYS)})\b", re.
 _VAGUE = (  # phrase -> days before as_of that it covers
     (re.compile(r"\bthis (?:past )?week(?:end)?\b|\bthe past week\b|\bthe week\b", re.I), 7),
     (re.compile(r"\blast week(?:end)?\b", re.I), 14),
-    (re.compile(r"\b(?:recent(?:ly)?|latest|just|new(?:ly)?|this month|so far this year)\b", re.I), 30),
+    (re.compile(r"\b(?:recent(?:ly)?|latest|newly|this month|so far this year)\b", re.I), 30),  # not "new": New York
 )
 _EXPLICIT_RELATIVE = (
     (re.compile(r"\btoday\b|\btonight\b", re.I), 0, 0),
@@ -102,8 +102,10 @@ def time_frame(question: str, as_of: Date | None = None) -> TimeFrame:
     """The window the question's time words name, relative to `as_of` (today when None)."""
     as_of = as_of or dt.date.today()
     found = _explicit(question, as_of)
-    if found:
+    if found and found.start <= found.end:
         return found
+    if found:  # a day after the question's date ("on 2023-02-01" asked on 2023-01-05) names no report yet
+        return TimeFrame(as_of)
     for pattern, days in _VAGUE:
         m = pattern.search(question)
         if m:
@@ -176,5 +178,8 @@ def resolve(phrase: str, published: str) -> str:
     base = parse_iso(published)
     if base is None or not _RELATIVE_DAY.match(phrase.strip()):
         return ""
-    day = _dateparser(re.sub(r"^(on|last|this)\s+", "", phrase.strip(), flags=re.I), base)
+    bare = re.sub(r"^(on|last|this)\s+", "", phrase.strip(), flags=re.I)
+    if bare.lower() == _WEEKDAYS[base.weekday()]:  # "Tuesday" in a Tuesday's article is that day
+        return base.isoformat()
+    day = _dateparser(bare, base)
     return day.isoformat() if day else ""

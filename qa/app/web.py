@@ -73,7 +73,7 @@ def md_escape(text: str) -> str:
 
 def answer_markdown(answer: Answer) -> str:
     """The chat bubble: the answer with its [n] markers as superscripts; an abstention reads as one."""
-    notes = "".join(f"\n\n<small>{html.escape(note)}</small>" for note in answer.notes)
+    notes = "".join(f"\n\n<small>{md_escape(note)}</small>" for note in answer.notes)  # notes quote articles
     if answer.abstained:
         return f"ℹ️ *{md_escape(answer.text)}*{notes}"
     text, lead = answer.text, ""

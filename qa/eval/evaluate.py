@@ -152,7 +152,7 @@ def run_eval(
         answer = assistant.ask(q["question"], k=max(10, settings.k), backend=backend, as_of=as_of)
         retrieval_ms.append(answer.timings_ms["retrieve"])
         answer_ms.append(answer.timings_ms["total"])
-        rows.append(score_question(q, answer.passages, answer))
+        rows.append(score_question(q, answer.passages[: max(10, settings.k)], answer))  # not cited extras
     report: dict[str, Any] = summarize(rows, retrieval_ms, answer_ms)
     report |= {
         "set": str(set_dir),

@@ -35,3 +35,15 @@ def test_a_demonym_counts_as_a_place():
     question = "Which country's foreign ministry initiated the meeting?"
     (ents,) = entities(["French officials initiated the meeting."])
     assert [e.label for e in answer_entities(question, ents, expected_types(question))] == ["NORP"]
+
+
+def test_the_entity_cache_stays_bounded_and_answers_every_text_it_was_asked(monkeypatch):
+    from qa.answer import answer_type
+
+    monkeypatch.setattr(answer_type, "_CACHE_SIZE", 3)
+    monkeypatch.setattr(answer_type, "_cache", {})
+    texts = ["Paris is in France.", "Berlin is in Germany.", "Rome is in Italy."]
+    assert [e.text for e in answer_type.entities(texts)[0]] == ["Paris", "France"]
+    # "Paris" is cached, then two new texts overflow the cache: the cached one is still answered
+    out = answer_type.entities([texts[0], "Madrid is in Spain.", "Lisbon is in Portugal."])
+    assert [e.text for e in out[0]] == ["Paris", "France"] and len(answer_type._cache) == 3

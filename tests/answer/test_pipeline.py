@@ -63,3 +63,4 @@ def test_a_short_follow_up_is_read_with_the_last_question_in_either_history_shap
     assert standalone_question("And Iran?", pairs, max_words=1) == "And Iran?"  # settings.followup_max_words
     assert standalone_question("Who said that?", pairs) == "Why did Russia decline? Who said that?"
     assert standalone_question("Who won the 2010 World Cup?", pairs) == "Who won the 2010 World Cup?"  # stands alone
+    assert standalone_question("What did Apple announce this week?", pairs).startswith("What did Apple")

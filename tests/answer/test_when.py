@@ -40,6 +40,8 @@ def test_time_words_become_a_window_before_the_question_date(question, start, en
         "What may happen to interest rates?",
         "Which team does Damar Hamlin play for?",
         "How much did the PAC spend in 2022?",  # the event's year, not the report's
+        "Who is the mayor of New York?",  # "new" is not "recent"
+        "What was announced on 2023-02-01?",  # after the question's date: no report can be in it
     ],
 )
 def test_questions_without_time_words_have_no_window(question):
@@ -71,6 +73,7 @@ def test_a_relative_day_in_a_sentence_is_resolved_against_its_article_date():
     from qa.answer.when import resolve
 
     assert resolve("Tuesday", "2023-01-05") == "2023-01-03"
+    assert resolve("Tuesday", "2023-01-03") == "2023-01-03"  # the article's own weekday is that day
     assert resolve("yesterday", "2023-01-05") == "2023-01-04"
     assert resolve("Jan. 3", "2023-01-05") == "2023-01-03"
     assert resolve("Tuesday", "") == ""  # undated article: nothing to resolve against
