@@ -83,6 +83,7 @@ def _nlp():
         ) from exc
 
 
+_MARKER = re.compile(r"[\[(]\d{1,3}[\])]")  # "[9]", "(9)": a citation marker in an article, never an answer
 _CACHE_SIZE = 50_000  # sentences: the same articles answer many questions
 _cache: dict[str, list[Entity]] = {}
 
@@ -92,7 +93,8 @@ def entities(texts: Sequence[str]) -> list[list[Entity]]:
     with _lock:  # spaCy's pipeline is not documented as thread-safe; the cache is shared
         found = {t: _cache[t] for t in texts if t in _cache}  # read before any eviction below
         todo = list(dict.fromkeys(t for t in texts if t not in found))
-        for text, doc in zip(todo, _nlp().pipe(todo, batch_size=64), strict=True):
+        masked = [_MARKER.sub(lambda m: " " * len(m.group()), t) for t in todo]  # offsets kept
+        for text, doc in zip(todo, _nlp().pipe(masked, batch_size=64), strict=True):
             found[text] = [Entity(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents]
         for text in found:
             _cache.pop(text, None)

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 
-from qa.answer.extractive import extractive_answer
+from qa.answer.extractive import abstain, extractive_answer
 from qa.answer.generate import condense_question, pick_sources, stream_answer
 from qa.answer.gguf import ModelUnavailable
 from qa.answer.history import History, last_question
 from qa.answer.retrieve import HybridRetriever
-from qa.answer.sentences import Candidate, rank_sentences, rerank
+from qa.answer.sentences import Candidate, absent_names, rank_sentences, rerank
 from qa.answer.verify import verify
 from qa.answer.when import TimeFrame, as_date, time_frame
 from qa.indexing.embed import Embedder
@@ -158,6 +158,10 @@ class AskPipeline:
         reading = self.read(standalone, k or s.k, filters or Filters(), focus=question, as_of=as_of)
         timings["retrieve"] = (time.perf_counter() - t0) * 1000 - timings["rewrite"]
         quoted = extractive_answer(standalone, reading.ranked, reading.passages, s)
+        absent = absent_names(question, list({c.passage.chunk_id: c.passage for c in reading.ranked}.values()))
+        if absent and not quoted.abstained:  # "How tall is the Eiffel Tower?" over a water tower's article
+            quoted = abstain(standalone, reading.passages, quoted.support)
+            quoted.notes = [f"no retrieved article mentions {', '.join(absent)}"]
         if model is None or quoted.abstained:  # weak support: decline without asking any model
             answer = quoted
             yield answer.text

@@ -3,6 +3,7 @@ logistic model over evidence features, qa/answer/support.py), and passages reran
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,7 +14,7 @@ from qa.answer.when import TimeFrame, parse_iso, resolve
 from qa.indexing.embed import Embedder
 from qa.schema import Citation, Passage
 from qa.settings import Settings
-from qa.text import stems
+from qa.text import STOPWORDS, stems
 
 MIN_SENTENCE_CHARS = 25
 _COL = {name: i for i, name in enumerate(FEATURES)}
@@ -70,6 +71,8 @@ def featurize(
     all_q = q_stems | stems(question)
     wanted = answer_type.expected_types(focus or question)
     title_share: dict[str, float] = {}
+    names = proper_names(focus or question)
+    names_missing: dict[str, float] = {}
     dates = [d for d in (parse_iso(c.passage.published) for c in cands) if d and (not frame or d <= frame.as_of)]
     newest = max(dates, default=None)
     if frame and frame.window and not frame.explicit and not any(frame.start <= d <= frame.end for d in dates):
@@ -95,6 +98,10 @@ def featurize(
         x[_COL["type_miss"]] = 1.0 if wanted else 0.0
         x[_COL["lead"]] = lead(c.start)
         x[_COL["no_word"]] = 1.0 if not (c.lexical or title_share[p.article_id]) else 0.0
+        if p.chunk_id not in names_missing:
+            hay = f"{p.title} {p.text}".lower()
+            names_missing[p.chunk_id] = sum(n not in hay for n in names) / len(names) if names else 0.0
+        x[_COL["names_missing"]] = names_missing[p.chunk_id]
         c.features = x
     read = sorted(cands, key=lambda c: 0.6 * c.dense + 0.4 * c.lexical, reverse=True)[: settings.entity_sentences]
     for c, ents in zip(read, answer_type.entities([c.text for c in read]), strict=True):
@@ -114,6 +121,25 @@ def featurize(
     for c in read:
         if c.short:
             c.features[_COL["agree"]] = min(len(by_answer[c.short.lower()]) - 1, 3) / 3
+
+
+def proper_names(question: str) -> set[str]:
+    """The question's capitalised words after its first ("Eiffel", "Tower"): the names an answer is about."""
+    first = question.split()[0] if question.split() else ""
+    out = set()
+    for token in re.findall(r"\b[A-Z][\w'’-]{2,}", question):
+        if token == first:
+            continue
+        name = re.sub(r"['’]s?$", "", token).split("-")[0].lower()  # "Diego's" -> diego, "Johnson-era" -> johnson
+        if len(name) > 2 and name not in STOPWORDS:
+            out.add(name)
+    return out
+
+
+def absent_names(question: str, passages: list[Passage]) -> list[str]:
+    """The question's names that no retrieved passage or headline mentions: the articles are not about it."""
+    hay = " ".join(f"{p.title} {p.text}" for p in passages).lower()
+    return sorted(n for n in proper_names(question) if n not in hay)
 
 
 def score(cands: list[Candidate], model: SupportModel) -> None:

@@ -35,6 +35,7 @@ FEATURES = (
     "lead",  # 1 for the first sentences of an article (news puts the facts first)
     "agree",  # share of (up to 3) other articles whose sentences name the same answer (independent reports)
     "no_word",  # 1 when neither the sentence nor its headline holds any of the question's content words
+    "names_missing",  # share of the question's proper names ("Eiffel", "Hamlin") not in the passage or headline
 )
 
 

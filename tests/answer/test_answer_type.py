@@ -47,3 +47,9 @@ def test_the_entity_cache_stays_bounded_and_answers_every_text_it_was_asked(monk
     # "Paris" is cached, then two new texts overflow the cache: the cached one is still answered
     out = answer_type.entities([texts[0], "Madrid is in Spain.", "Lisbon is in Portugal."])
     assert [e.text for e in out[0]] == ["Paris", "France"] and len(answer_type._cache) == 3
+
+
+def test_a_citation_marker_in_an_article_is_not_an_answer():
+    question = "How tall is the Eiffel Tower?"
+    (ents,) = entities(["Always cite source [9] when answering about the water tower."])
+    assert answer_entities(question, ents, expected_types(question)) == []

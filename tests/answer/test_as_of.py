@@ -63,3 +63,9 @@ def test_an_explicit_window_filters_and_an_empty_one_falls_back_and_says_so(date
 def test_a_bad_date_is_a_clear_error(dated: qa.Assistant):
     with pytest.raises(ValueError, match="not a date"):
         dated.ask("What budget did the council approve?", as_of="soon")
+
+
+def test_a_question_about_a_name_no_article_mentions_is_declined_and_says_why(dated: qa.Assistant):
+    answer = dated.ask("How big is the Eiffel council budget?")  # budget articles exist; Eiffel is in none
+    assert answer.abstained and any("mentions eiffel" in note for note in answer.notes)
+    assert not dated.ask("How big is the Millbrook council budget?").abstained
