@@ -97,3 +97,10 @@ def test_markers_after_the_full_stop_belong_to_the_sentence_before():
         ("Moscow declined.", [1]),
         ("It was one-sided.", [2, 3]),
     ]
+
+
+def test_a_figure_the_source_does_not_state_is_not_supported(sources, embedder):
+    kept = check("More than 9,000 people have been killed in Syria since the uprising began [2].", sources, embedder)
+    assert kept.citations and kept.citations[0].quote == SOURCES[1]
+    wrong = check("More than 42,000 people have been killed in Syria since the uprising began [2].", sources, embedder)
+    assert not wrong.citations and any("no source supports" in note for note in wrong.notes)
