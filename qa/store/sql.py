@@ -195,7 +195,7 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
     """Schema 1 had no sentence vectors: add the empty column (until then answers embed those sentences per
     question), and mark every file and article as changed, so the next `qa index` embeds them again with
     sentence vectors (feeds too: their entries no longer match the stored hash). Schema 2 gains only the
-    dense_removed table (created above), read by qa/store/faiss_index.py."""
+    dense_removed table (created above), read by qa/store/faiss_index.py and faiss_state.py."""
     if "sentence_vectors" not in {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}:
         conn.execute("ALTER TABLE chunks ADD COLUMN sentence_vectors BLOB")
         conn.execute("UPDATE files SET size = -1")
