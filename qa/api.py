@@ -89,6 +89,23 @@ class Assistant:
         may differ from the streamed one where the citation check repaired it). See qa/answer/pipeline.py."""
         yield from self.pipeline().run(question, k, history, filters, backend, as_of)
 
+    # -- stories -----------------------------------------------------------------------------------------
+    def timeline(self, topic: str, since: str = "", until: str = "", as_of: dt.date | str | None = None):
+        """The dated events of the stories `topic` finds, oldest first, each cited to its sentence and outlets
+        (qa/stories/timeline.py). `since` / `until` are ISO days; `as_of` leaves out later articles."""
+        from qa.answer.when import as_date
+        from qa.stories import timeline
+
+        day = as_date(as_of).isoformat() if as_of is not None else ""
+        return timeline.build(self.pipeline().retriever, self.embedder, topic, since, until, day)
+
+    def digest(self, since: str, until: str = "", limit: int = 20):
+        """The stories that gained articles since `since` (ISO day), newest first, each with one cited sentence of
+        what is new and the outlets carrying it (qa/stories/digest.py)."""
+        from qa.stories import digest
+
+        return digest.build(self.store(), self.embedder, since, until, limit)
+
     def as_retriever(self, k: int | None = None, filters: Filters | None = None) -> BaseRetriever:
         """A LangChain retriever giving the passages `ask()` reads, in the same order (hybrid retrieval plus
         the sentence rerank), as Documents with the citation fields in their metadata."""

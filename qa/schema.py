@@ -51,6 +51,9 @@ class Passage:
     score: float = 0.0  # fused rank score (higher is better)
     dense: float = 0.0  # cosine similarity to the question
     sparse_rank: int | None = None  # rank in the BM25 list, None if BM25 did not find it
+    outlet: str = ""  # who published it (qa.stories.signals.outlet)
+    also_in: tuple[str, ...] = ()  # the other outlets that carried a copy of this article (its copy group)
+    story_id: str = ""  # the story (event) its article belongs to; "" in an index without stories yet
     # One unit vector per sentence (a numpy array, rows in `sentences` order), stored at index time; None: not stored
     sentence_vectors: Any = field(default=None, repr=False, compare=False)
 
@@ -70,9 +73,18 @@ class Citation:
     start: int
     end: int
     score: float
+    outlet: str = ""
+    also_in: list[str] = field(default_factory=list)  # other outlets that carried the same text
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def outlets_label(self) -> str:
+        """"AP; also in USA Today, NBC News": who carried the quoted text."""
+        label = self.outlet or ""
+        if self.also_in:
+            label = f"{label}; also in {', '.join(self.also_in)}" if label else ", ".join(self.also_in)
+        return label
 
 
 @dataclass
@@ -115,7 +127,7 @@ class Answer:
         lines = [self.text, "", "**Sources**"]
         for c in self.citations:
             where = c.url or c.source
-            meta = ", ".join(x for x in (c.published, where) if x)
+            meta = ", ".join(x for x in (c.outlets_label(), c.published, where) if x)
             lines.append(f"[{c.n}] *{c.title or c.article_id}*" + (f" ({meta})" if meta else ""))
             lines.append(f"> {c.quote.strip()}")
         return "\n".join(lines)

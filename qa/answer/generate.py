@@ -14,6 +14,7 @@ from langchain_core.runnables import Runnable
 from qa.answer.history import History, transcript
 from qa.answer.prompts import prompt
 from qa.answer.sentences import Candidate
+from qa.stories.signals import outlet
 
 
 def pick_sources(ranked: list[Candidate], n: int) -> list[Candidate]:
@@ -25,17 +26,10 @@ def format_sources(sources: Sequence[Candidate]) -> str:
     """One numbered line per sentence, led by its article's date and outlet (news is read as of a day)."""
     lines = []
     for i, c in enumerate(sources, start=1):
-        meta = ", ".join(x for x in (c.passage.published, _outlet(c.passage.source, c.passage.url)) if x)
+        who = c.passage.outlet or outlet(c.passage.source, c.passage.url)
+        meta = ", ".join(x for x in (c.passage.published, who) if x)
         lines.append(f"[{i}] " + (f"({meta}) " if meta else "") + " ".join(c.text.split()))
     return "\n".join(lines)
-
-
-def _outlet(source: str, url: str) -> str:
-    """A short outlet name: the site of the url, else the source unless it is a file path."""
-    if url:
-        host = url.split("//", 1)[-1].split("/", 1)[0]
-        return host.removeprefix("www.")
-    return "" if "/" in source or "\\" in source else source
 
 
 def answer_chain(model: BaseChatModel) -> Runnable:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 
-from qa.answer.extractive import abstain, extractive_answer
+from qa.answer.extractive import abstain, abstain_threshold, extractive_answer
 from qa.answer.generate import condense_question, pick_sources, stream_answer
 from qa.answer.gguf import ModelUnavailable
 from qa.answer.history import History, last_question
@@ -31,6 +31,7 @@ from qa.indexing.embed import Embedder
 from qa.schema import Answer, Passage
 from qa.settings import BACKENDS, Settings
 from qa.store import Filters, VectorStore
+from qa.stories.conflicts import add_versions, conflict_answer, other_versions
 
 
 @dataclass
@@ -162,11 +163,16 @@ class AskPipeline:
         if absent and not quoted.abstained:  # "How tall is the Eiffel Tower?" over a water tower's article
             quoted = abstain(standalone, reading.passages, quoted.support)
             quoted.notes = [f"no retrieved article mentions {', '.join(absent)}"]
+        versions = [] if quoted.abstained else other_versions(reading.ranked, abstain_threshold(s))
+        if versions and model is None:  # reports disagree on the figure asked for: show each, latest first
+            quoted = conflict_answer(standalone, versions, quoted)
         if model is None or quoted.abstained:  # weak support: decline without asking any model
             answer = quoted
             yield answer.text
         else:
             answer = yield from self.generate(model, backend, standalone, reading, quoted, timings, t0)
+            if versions and answer.citations and answer is not quoted:
+                answer = add_versions(answer, versions)  # the checker keeps both sides, whatever the model chose
         answer.passages = _with_cited(answer.passages, answer, reading.ranked)
         answer.question, answer.standalone_question, answer.backend = question, standalone, backend
         answer.as_of = reading.frame.as_of.isoformat() if reading.frame else ""

@@ -1,5 +1,6 @@
 """Stage 5: hybrid retrieval. Dense FAISS and BM25 (SQLite FTS5) lists fused by reciprocal rank, near-duplicate
-passages dropped, optional source/date filters applied inside both searches."""
+passages dropped, copies of one text (qa/stories) collapsed into one passage naming every outlet, optional
+source/date filters applied inside both searches."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from qa.indexing.embed import Embedder
 from qa.schema import Passage
 from qa.settings import Settings
 from qa.store import Filters, VectorStore
+from qa.stories import store as stories
+from qa.stories.signals import outlet
 from qa.text import words
 
 
@@ -42,14 +45,25 @@ class HybridRetriever:
             if not s.pool_per_article:  # with a cap per article, the whole fused list may be needed
                 order = order[: k * s.fuse_pool_factor]
             records = view.passages(order)
+            groups = _groups(view.conn, [p.article_id for p, _ in records.values()])
         sparse_rank = {rid: rank for rank, (rid, _) in enumerate(sparse)}
         passages: list[Passage] = []
         kept_words: list[set[str]] = []
         per_article: dict[str, int] = {}
+        copy_owner: dict[str, str] = {}  # copy group -> the article that stands for it (the best-ranked one)
         for rid in order:
             if rid not in records:
                 continue
             passage, passage_vector = records[rid]
+            member, carried = groups.get(passage.article_id, (None, ()))
+            if member is not None:
+                owner = copy_owner.setdefault(member.copy_id, passage.article_id)
+                if owner != passage.article_id:
+                    continue  # a copy of a text already in the list: its outlet is named on that passage instead
+                passage.outlet, passage.story_id = member.outlet, member.story_id
+                passage.also_in = tuple(o for o in carried if o != member.outlet)
+            else:
+                passage.outlet = outlet(passage.source, passage.url)
             if s.pool_per_article and per_article.get(passage.article_id, 0) >= s.pool_per_article:
                 continue  # a long article must not fill the pool: distinct articles are distinct evidence
             bag = set(words(passage.text))
@@ -64,6 +78,13 @@ class HybridRetriever:
             if len(passages) == k:
                 break
         return passages
+
+
+def _groups(conn, article_ids: list[str]) -> dict[str, tuple[stories.Member, list[str]]]:
+    """Per article: its copy-group membership and every outlet that carried its text."""
+    members = stories.members_of(conn, list(dict.fromkeys(article_ids)))
+    groups = stories.copies(conn, [m.copy_id for m in members.values()])
+    return {aid: (m, stories.outlets(groups.get(m.copy_id, [m]))) for aid, m in members.items()}
 
 
 def fuse(lists: Sequence[tuple[float, Sequence[tuple[int, float]]]], rrf_k: int) -> dict[int, float]:

@@ -187,5 +187,5 @@ def citation(n: int, c: Candidate, score: float | None = None) -> Citation:
     return Citation(
         n=n, article_id=p.article_id, chunk_id=p.chunk_id, title=p.title, source=p.source, url=p.url,
         published=p.published, quote=c.text, start=c.start, end=c.end,
-        score=round(c.score if score is None else score, 4),
+        score=round(c.score if score is None else score, 4), outlet=p.outlet, also_in=list(p.also_in),
     )  # fmt: skip

@@ -49,6 +49,18 @@ def _parser() -> argparse.ArgumentParser:
         "used, and 'this week' means the week before it",
     )
 
+    tl = sub.add_parser("timeline", parents=[common], help="a story's dated events, oldest first, each cited")
+    tl.add_argument("topic")
+    tl.add_argument("--since", default="", help="only events reported on or after this ISO date")
+    tl.add_argument("--until", default="", help="only events reported on or before this ISO date")
+    tl.add_argument("--json", action="store_true", help="print one JSON object")
+
+    dg = sub.add_parser("digest", parents=[common], help="the stories that gained articles since a date")
+    dg.add_argument("--since", required=True, help="ISO date (YYYY-MM-DD)")
+    dg.add_argument("--until", default="", help="ISO date: read as of this day")
+    dg.add_argument("--limit", type=int, default=20, help="most stories shown (default 20)")
+    dg.add_argument("--json", action="store_true", help="print one JSON object")
+
     wa = sub.add_parser("watch", parents=[common], help="keep indexing folders and feeds as articles arrive")
     wa.add_argument("dirs", nargs="*", help="folders to watch (recursively); removed files leave the index")
     wa.add_argument("--feed", action="append", default=[], metavar="URL", help="RSS/Atom feed or page (repeatable)")
@@ -156,6 +168,35 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_timeline(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.api import Assistant
+
+    timeline = Assistant(settings).timeline(args.topic, _iso(args.since), _iso(args.until))
+    text = _json(timeline.to_dict(), ensure_ascii=False, indent=2) if args.json else for_terminal(timeline.to_markdown())
+    print(text)
+    return 0
+
+
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.api import Assistant
+
+    digest = Assistant(settings).digest(_iso(args.since), _iso(args.until), args.limit)
+    print(_json(digest.to_dict(), ensure_ascii=False, indent=2) if args.json else for_terminal(digest.to_markdown()))
+    return 0
+
+
+def _iso(day: str) -> str:
+    """An ISO day as given, or a clear error (dates compare as text in the index)."""
+    import datetime as dt
+
+    if not day:
+        return ""
+    try:
+        return dt.date.fromisoformat(day.strip()).isoformat()
+    except ValueError:
+        raise ValueError(f"'{day}' is not a date: write it as YYYY-MM-DD") from None
+
+
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from qa.store import open_store
 
@@ -237,6 +278,8 @@ COMMANDS = {
     "eval": cmd_eval,
     "serve": cmd_serve,
     "watch": cmd_watch,
+    "timeline": cmd_timeline,
+    "digest": cmd_digest,
 }
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from qa.store.base import Filters, IndexCorrupt, IndexLocked
 from qa.text import content_words
 
-SCHEMA_VERSION = 3  # 2: chunks.sentence_vectors; 3: dense_removed (older indexes are upgraded when opened)
+SCHEMA_VERSION = 4  # 2: chunks.sentence_vectors; 3: dense_removed; 4: story_* (older indexes are upgraded when opened)
 DB_NAME = "qa.sqlite"
 LOCK_NAME = "index.lock"
 WAL_LIMIT = 4 << 20  # bytes the WAL file keeps after a checkpoint
@@ -36,7 +36,17 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, text, content='fts_sour
     tokenize='porter unicode61');
 CREATE TABLE IF NOT EXISTS dense_removed (generation INTEGER NOT NULL, id INTEGER NOT NULL,
     PRIMARY KEY (generation, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS story_articles (
+    article_id TEXT PRIMARY KEY, copy_id TEXT NOT NULL, story_id TEXT NOT NULL, outlet TEXT NOT NULL,
+    published TEXT NOT NULL, signature BLOB, vector BLOB NOT NULL, names TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS story_articles_copy ON story_articles(copy_id);
+CREATE INDEX IF NOT EXISTS story_articles_story ON story_articles(story_id);
+CREATE INDEX IF NOT EXISTS story_articles_published ON story_articles(published);
+CREATE TABLE IF NOT EXISTS story_bands (key BLOB NOT NULL, article_id TEXT NOT NULL,
+    PRIMARY KEY (key, article_id)) WITHOUT ROWID;
 """
+# story_articles / story_bands (qa/stories/store.py) are derived data: an index from before them gets them filled
+# in from its stored vectors by the next writer (qa.stories.store.backfill).
 # The tables an index cannot do without; one of them missing is damage, never a reason to start afresh.
 TABLES = ("meta", "articles", "chunks", "files", "fts")
 
@@ -176,6 +186,7 @@ def prepare(conn: sqlite3.Connection, path: Path) -> None:
         version = read_meta(conn).get("schema_version")
         if version is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('stories_complete', '1')")  # nothing to backfill
         elif version == "1":
             _upgrade_from_1(conn)
         elif int(version) > SCHEMA_VERSION:

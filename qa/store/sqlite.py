@@ -57,6 +57,7 @@ from qa.store.sql import (
     prepare,
     read_meta,
 )
+from qa.stories import store as stories
 
 
 class StoreView:
@@ -146,6 +147,7 @@ class SQLiteStore:
             check_not_empty(self.db_path)
             self._local = threading.local()
             self.vectors = vectors
+            self.story_seconds = 0.0  # time spent placing articles in copy groups and stories (bench/stories.py)
             prepare(self.connection(), self.path)
         vectors.attach(self)
 
@@ -184,9 +186,25 @@ class SQLiteStore:
             maintain = getattr(self.vectors, "maintain", None)
             if maintain is not None:  # e.g. fold the FAISS change log into a new base file
                 maintain()
+            self._backfill_stories()
         finally:
             checkpoint(self.connection())
             lock.release()
+
+    def _backfill_stories(self) -> None:
+        """Copy groups and stories for an index written before they existed (once, from the stored vectors)."""
+        conn = self.connection()
+        meta = read_meta(conn)
+        if meta.get(stories.BACKFILL_DONE):
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            dim = int(meta.get("dim", "0") or 0)
+            stories.backfill(conn, self.vectors.searcher(conn, meta) if dim else None, dim)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def article_hashes(self) -> dict[str, tuple[str, str]]:
         with self._damage_check():
@@ -217,10 +235,14 @@ class SQLiteStore:
                     f"index at {self.path}/ holds {meta.get('dim')}-d vectors from {meta.get('embed_model')}; "
                     f"this run made {sorted(dims)}-d vectors with {model}: use the same model or a new --index"
                 )
+            dense = self.vectors.searcher(conn, meta) if upserts else None  # the neighbours before this commit
             write = self.vectors.begin(conn, meta)
             stale = [u.article.id for u in upserts] + list(deletes)
             removed_ids = _delete_articles(conn, stale)
             new_ids, new_vectors = _insert(conn, upserts)
+            started = time.perf_counter()
+            stories.assign(conn, dense, filter(None, (stories.article_row(u.article, u.vectors) for u in upserts)))
+            self.story_seconds += time.perf_counter() - started
             for path, stamp in files.items():
                 if stamp is None:
                     conn.execute("DELETE FROM files WHERE path = ?", (path,))
@@ -330,6 +352,14 @@ class SQLiteStore:
             ).fetchone()[0]
             if orphans:
                 problems.append(f"{orphans} chunks belong to no article")
+            story_ids = {r[0] for r in conn.execute("SELECT article_id FROM story_articles")}
+            article_ids = {r[0] for r in conn.execute("SELECT id FROM articles")}
+            if story_ids - article_ids:
+                problems.append(f"{len(story_ids - article_ids)} story rows belong to no article")
+            complete = conn.execute("SELECT 1 FROM meta WHERE key = ?", (stories.BACKFILL_DONE,)).fetchone()
+            with_chunks = {r[0] for r in conn.execute("SELECT DISTINCT article_id FROM chunks")}
+            if complete and with_chunks - story_ids:
+                problems.append(f"{len(with_chunks - story_ids)} articles are in no story")
         return problems
 
 
@@ -339,6 +369,7 @@ def _delete_articles(conn: sqlite3.Connection, article_ids: Sequence[str]) -> li
         ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE article_id = ?", (aid,))]
         removed += ids
         conn.executemany("DELETE FROM fts WHERE rowid = ?", [(i,) for i in ids])
+        stories.remove(conn, [aid])
         conn.execute("DELETE FROM chunks WHERE article_id = ?", (aid,))
         conn.execute("DELETE FROM articles WHERE id = ?", (aid,))
     return removed

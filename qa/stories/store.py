@@ -1,0 +1,286 @@
+"""Story clusters in the index: assigned inside the store's commit transaction, so they are as crash-safe as the
+articles they describe, and read by retrieval (copies collapse), timelines and digests.
+
+Two levels:
+- a *copy* group holds near-identical texts (wire copies, light rewrites, one article published twice): MinHash
+  signatures of word 5-shingles, found through LSH band keys in SQLite, joined at estimated Jaccard >= 0.5;
+- a *story* holds the articles about one event: a copy joins its original's story; any other article joins the
+  story of its most similar neighbour (the dense index's nearest chunks) that is dated within a few days and
+  shares named entities with it.
+
+Adding an article costs one band lookup and one nearest-neighbour search: O(its neighbours), never a re-cluster.
+Removing one leaves its group mates where they are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qa.schema import Article
+from qa.store.base import DenseSearch, Filters
+from qa.stories import signals
+
+STORY_DAYS = 3  # reports of one event are dated within this many days of each other
+STORY_SIMILARITY = 0.6  # article-vector cosine at which two dated articles sharing STORY_NAMES names are one story
+STORY_NAMES = 2
+STRONG_SIMILARITY = 0.8  # ... and at which one shared name is enough (also: an undated article's only way in)
+NEIGHBOURS = 40  # nearest chunks looked at for a new article's story
+BACKFILL_DONE = "stories_complete"  # meta key: every article has its story row (indexes from before stories)
+
+
+@dataclass
+class StoryRow:
+    article_id: str
+    copy_id: str
+    story_id: str
+    outlet: str
+    published: str
+    signature: np.ndarray | None
+    vector: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+
+def article_row(article: Article, chunk_vectors: np.ndarray) -> StoryRow | None:
+    """The story fields of an article from its text and chunk vectors (their normalised mean); None without
+    chunks."""
+    if not len(chunk_vectors):
+        return None
+    mean = np.asarray(chunk_vectors, dtype=np.float32).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    vector = mean / norm if norm > 0 else mean
+    return StoryRow(
+        article_id=article.id,
+        copy_id=article.id,
+        story_id=article.id,
+        outlet=signals.outlet(article.source, article.url),
+        published=article.published,
+        signature=signals.minhash(article.text),
+        vector=vector,
+        names=signals.entities(article.title, article.text),
+    )
+
+
+def assign(conn: sqlite3.Connection, dense: DenseSearch | None, rows: Iterable[StoryRow]) -> None:
+    """Place each new article in its copy group and story, and store it (inside the caller's transaction).
+    `dense` searches the index as it was before this commit; the commit's own articles are compared directly."""
+    batch: list[StoryRow] = []
+    for row in rows:
+        _place(conn, dense, row, batch)
+        _write(conn, row)
+        batch.append(row)
+
+
+def remove(conn: sqlite3.Connection, article_ids: Sequence[str]) -> None:
+    for aid in article_ids:
+        found = conn.execute("SELECT signature FROM story_articles WHERE article_id = ?", (aid,)).fetchone()
+        if found is None:
+            continue
+        if found[0] is not None:
+            keys = signals.band_keys(np.frombuffer(found[0], dtype=np.uint32))
+            conn.executemany("DELETE FROM story_bands WHERE key = ? AND article_id = ?", [(k, aid) for k in keys])
+        conn.execute("DELETE FROM story_articles WHERE article_id = ?", (aid,))
+
+
+def backfill(conn: sqlite3.Connection, dense: DenseSearch | None, dim: int) -> int:
+    """Story rows for the articles of an index made before stories existed, from their stored chunk vectors (no
+    re-embedding); returns how many were added. Marks the index complete, so this runs once."""
+    from qa.store.codec import decode_vector
+
+    missing = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM articles WHERE id NOT IN (SELECT article_id FROM story_articles) ORDER BY published, id"
+        )
+    ]
+    rows = []
+    for aid in missing:
+        title, text, source, url, published = conn.execute(
+            "SELECT title, text, source, url, published FROM articles WHERE id = ?", (aid,)
+        ).fetchone()
+        found = conn.execute("SELECT vector FROM chunks WHERE article_id = ?", (aid,))
+        vectors = [decode_vector(v, dim) for (v,) in found]
+        article = Article(aid, title or "", text or "", source or "", url or "", published or "")
+        row = article_row(article, np.stack(vectors) if vectors else np.zeros((0, dim), np.float32))
+        if row is not None:
+            rows.append(row)
+    assign(conn, dense, rows)
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (BACKFILL_DONE,))
+    return len(rows)
+
+
+# -- placing one article ---------------------------------------------------------------------------------
+def _place(conn: sqlite3.Connection, dense: DenseSearch | None, row: StoryRow, batch: list[StoryRow]) -> None:
+    copies = _copies_of(conn, row)
+    if copies:
+        best = copies[0]
+        row.copy_id, row.story_id = best.copy_id, best.story_id
+        _merge(conn, "copy_id", row.copy_id, {c.copy_id for c in copies[1:]} - {row.copy_id})
+        return
+    linked = _story_of(conn, dense, row, batch)
+    if linked is not None:
+        row.story_id = linked.story_id
+
+
+def _copies_of(conn: sqlite3.Connection, row: StoryRow) -> list[StoryRow]:
+    """Indexed articles whose text this one nearly repeats, most similar first."""
+    if row.signature is None:
+        return []
+    keys = signals.band_keys(row.signature)
+    marks = ",".join("?" * len(keys))
+    ids = [r[0] for r in conn.execute(f"SELECT DISTINCT article_id FROM story_bands WHERE key IN ({marks})", keys)]
+    found = []
+    for other in _rows(conn, [i for i in ids if i != row.article_id]):
+        if other.signature is not None:
+            score = signals.similarity(row.signature, other.signature)
+            if score >= signals.COPY_THRESHOLD:
+                found.append((score, other))
+    return [other for _, other in sorted(found, key=lambda x: -x[0])]
+
+
+def _story_of(
+    conn: sqlite3.Connection, dense: DenseSearch | None, row: StoryRow, batch: list[StoryRow]
+) -> StoryRow | None:
+    """The most similar neighbour that reports the same event (close in date, sharing names), or None."""
+    candidates = {r.article_id: r for r in batch if r.article_id != row.article_id}
+    if dense is not None:
+        hits = dense.search(row.vector, NEIGHBOURS, Filters())
+        if hits:
+            ids = [h[0] for h in hits]
+            marks = ",".join("?" * len(ids))
+            aids = [r[0] for r in conn.execute(f"SELECT DISTINCT article_id FROM chunks WHERE id IN ({marks})", ids)]
+            for other in _rows(conn, [a for a in aids if a != row.article_id]):
+                candidates.setdefault(other.article_id, other)
+    best, best_sim = None, -1.0
+    for other in candidates.values():
+        sim = float(np.dot(row.vector, other.vector))
+        if sim > best_sim and same_story(row, other, sim):
+            best, best_sim = other, sim
+    return best
+
+
+def same_story(a: StoryRow, b: StoryRow, sim: float) -> bool:
+    """Two articles report one event: close in date (when both are dated), similar, and about the same names."""
+    days = _days_apart(a.published, b.published)
+    if days is not None and days > STORY_DAYS:
+        return False
+    shared = signals.shared_names(a.names, b.names)
+    if days is None:  # an undated article joins only on strong evidence
+        return sim >= STRONG_SIMILARITY and shared >= STORY_NAMES
+    return (sim >= STORY_SIMILARITY and shared >= STORY_NAMES) or (sim >= STRONG_SIMILARITY and shared >= 1)
+
+
+def _days_apart(a: str, b: str) -> int | None:
+    try:
+        return abs((dt.date.fromisoformat(a[:10]) - dt.date.fromisoformat(b[:10])).days)
+    except ValueError:
+        return None
+
+
+def _merge(conn: sqlite3.Connection, column: str, into: str, others: set[str]) -> None:
+    """An article that bridges two copy groups joins them (and their stories): O(the groups' size)."""
+    for other in others:
+        if column == "copy_id":
+            stories = {r[0] for r in conn.execute("SELECT story_id FROM story_articles WHERE copy_id = ?", (other,))}
+            target = conn.execute("SELECT story_id FROM story_articles WHERE copy_id = ? LIMIT 1", (into,)).fetchone()
+            if target:
+                for story in stories - {target[0]}:
+                    conn.execute("UPDATE story_articles SET story_id = ? WHERE story_id = ?", (target[0], story))
+        conn.execute(f"UPDATE story_articles SET {column} = ? WHERE {column} = ?", (into, other))
+
+
+def _write(conn: sqlite3.Connection, row: StoryRow) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO story_articles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.article_id, row.copy_id, row.story_id, row.outlet, row.published,
+            None if row.signature is None else row.signature.astype(np.uint32).tobytes(),
+            row.vector.astype(np.float16).tobytes(), json.dumps(row.names),
+        ),
+    )  # fmt: skip
+    if row.signature is not None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO story_bands VALUES (?, ?)",
+            [(k, row.article_id) for k in signals.band_keys(row.signature)],
+        )
+
+
+def _rows(conn: sqlite3.Connection, article_ids: Sequence[str]) -> list[StoryRow]:
+    if not article_ids:
+        return []
+    marks = ",".join("?" * len(article_ids))
+    out = []
+    for aid, copy_id, story_id, outlet, published, signature, vector, names in conn.execute(
+        f"SELECT * FROM story_articles WHERE article_id IN ({marks})", list(article_ids)
+    ):
+        try:  # data read back from disk: damage is an error, never code
+            out.append(
+                StoryRow(
+                    aid, copy_id, story_id, outlet, published,
+                    None if signature is None else np.frombuffer(signature, dtype=np.uint32),
+                    np.frombuffer(vector, dtype=np.float16).astype(np.float32), list(json.loads(names)),
+                )
+            )  # fmt: skip
+        except (ValueError, TypeError):
+            continue  # a damaged row only costs its article its group
+    return out
+
+
+# -- reading ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Member:
+    """One article of a copy group or story, as citations and timelines show it."""
+
+    article_id: str
+    copy_id: str
+    story_id: str
+    outlet: str
+    published: str
+
+
+def members_of(conn: sqlite3.Connection, article_ids: Sequence[str]) -> dict[str, Member]:
+    """The group fields of these articles (absent: an index whose stories are not filled in yet)."""
+    if not article_ids:
+        return {}
+    marks = ",".join("?" * len(article_ids))
+    rows = conn.execute(
+        f"SELECT article_id, copy_id, story_id, outlet, published FROM story_articles WHERE article_id IN ({marks})",
+        list(article_ids),
+    )
+    return {r[0]: Member(*r) for r in rows}
+
+
+def copies(conn: sqlite3.Connection, copy_ids: Sequence[str]) -> dict[str, list[Member]]:
+    """Every article of these copy groups, oldest first."""
+    return _group(conn, "copy_id", copy_ids)
+
+
+def stories(conn: sqlite3.Connection, story_ids: Sequence[str]) -> dict[str, list[Member]]:
+    """Every article of these stories, oldest first."""
+    return _group(conn, "story_id", story_ids)
+
+
+def _group(conn: sqlite3.Connection, column: str, ids: Sequence[str]) -> dict[str, list[Member]]:
+    out: dict[str, list[Member]] = {}
+    ids = list(dict.fromkeys(ids))
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        marks = ",".join("?" * len(part))
+        for r in conn.execute(
+            f"SELECT article_id, copy_id, story_id, outlet, published FROM story_articles WHERE {column} IN ({marks}) "
+            "ORDER BY published, article_id",
+            part,
+        ):
+            member = Member(*r)
+            out.setdefault(getattr(member, column), []).append(member)
+    return out
+
+
+def outlets(members: Iterable[Member]) -> list[str]:
+    """Distinct outlet names, in order of first appearance."""
+    return list(dict.fromkeys(m.outlet for m in members if m.outlet))
