@@ -80,7 +80,7 @@ class Citation:
         return asdict(self)
 
     def outlets_label(self) -> str:
-        """"AP; also in USA Today, NBC News": who carried the quoted text."""
+        """ "AP; also in USA Today, NBC News": who carried the quoted text."""
         label = self.outlet or ""
         if self.also_in:
             label = f"{label}; also in {', '.join(self.also_in)}" if label else ", ".join(self.also_in)

@@ -171,9 +171,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_timeline(args: argparse.Namespace, settings: Settings) -> int:
     from qa.api import Assistant
 
-    timeline = Assistant(settings).timeline(args.topic, _iso(args.since), _iso(args.until))
-    text = _json(timeline.to_dict(), ensure_ascii=False, indent=2) if args.json else for_terminal(timeline.to_markdown())
-    print(text)
+    found = Assistant(settings).timeline(args.topic, _iso(args.since), _iso(args.until))
+    print(_json(found.to_dict(), ensure_ascii=False, indent=2) if args.json else for_terminal(found.to_markdown()))
     return 0
 
 

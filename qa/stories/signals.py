@@ -64,7 +64,7 @@ def entities(title: str, text: str, limit: int = 30) -> list[str]:
         for match in _NAME.finditer(part):
             before = part[: match.start()].rstrip()
             words = [w for w in match.group().split() if w.lower() not in _NOT_NAMES]
-            if not words or (len(words) == 1 and (not before or before[-1] in ".!?\"“:\n")):
+            if not words or (len(words) == 1 and (not before or before[-1] in '.!?"“:\n')):
                 continue  # one capitalised word after a full stop is just a sentence start
             name = " ".join(words).lower().strip(".'’")
             if len(name) > 2:
@@ -74,6 +74,7 @@ def entities(title: str, text: str, limit: int = 30) -> list[str]:
 
 def shared_names(a: list[str], b: list[str]) -> int:
     """How many names two articles share, a multi-word name also matching its last word ("Damar Hamlin", "Hamlin")."""
+
     def expand(names: list[str]) -> set[str]:
         return {n for name in names for n in (name, name.split()[-1]) if len(n) > 2}
 
