@@ -40,7 +40,7 @@ class Digest:
             fresh = " 🆕 *changed since your last look*" if seen_at is not None and s.indexed_at > seen_at else ""
             outlets = f"{len(s.outlets)} outlet{'s' if len(s.outlets) != 1 else ''}: {', '.join(s.outlets)}"
             lines.append(
-                f"{n}. **{s.title}** ({s.newest}; {s.new_articles} new of {s.articles} articles; {outlets}){fresh}  \n"
+                f"{n}. **{s.title}** ({s.newest}; {_count(s)}; {outlets}){fresh}  \n"
                 f"   {' '.join(s.citation.quote.split())} [{n}]"
             )
         lines += ["", "**Sources**"]
@@ -51,6 +51,12 @@ class Digest:
 
     def to_dict(self) -> dict:
         return {"since": self.since, "stories": [vars(s) | {"citation": s.citation.to_dict()} for s in self.stories]}
+
+
+def _count(s: StoryUpdate) -> str:
+    if s.new_articles == s.articles:
+        return f"{s.articles} new article{'s' if s.articles != 1 else ''}"
+    return f"{s.new_articles} new of {s.articles} articles"
 
 
 def build(store, embedder, since: str, until: str = "", limit: int = 20) -> Digest:

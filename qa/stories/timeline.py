@@ -26,6 +26,10 @@ _DAY_PHRASE = re.compile(
 STORIES = 2  # stories of the best passages shown (a topic may span two linked threads)
 RELEVANT = 0.85  # a second story's best passage must be this close to the first one's cosine
 MAX_LINES = 40
+# Not an event: notes added when the page was updated (their weekdays are after the article's date), links to
+# other pages, bylines and credits; an event line is a whole sentence.
+_NOT_EVENT = re.compile(r"^\W*(editor'?s note|update|opinion|read more|related|follow|contributing|by\s+[A-Z])", re.I)
+_ENDS = tuple(".!?\"'”’)")
 SAME_LINE = 0.92  # sentence cosine at which two reports say the same thing: one line, both outlets
 
 
@@ -120,7 +124,7 @@ def _best_sentences(passages: list[Passage], owners: dict[str, list], qvec: np.n
         texts = [p.text[s - p.start : e - p.start] for s, e in p.sentences]
         vectors = p.sentence_vectors if p.sentence_vectors is not None else embedder.encode(texts)
         for (start, end), text, vector in zip(p.sentences, texts, vectors, strict=True):
-            if len(text) < 40:
+            if len(text) < 40 or _NOT_EVENT.match(text) or not text.rstrip().endswith(_ENDS):
                 continue
             stated = _stated_day(text, p.published)
             score = float(np.dot(vector, qvec)) + (0.05 if stated else 0.0) - 0.002 * (start // 200)
