@@ -342,6 +342,10 @@ class SQLiteStore:
         problems = []
         with self.read() as view:
             conn = view.conn
+            with self._damage_check():  # every page, also of tables no query below reads (e.g. story_bands)
+                verdict = conn.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict and verdict[0] != "ok":
+                raise IndexCorrupt(f"index at {self.path}/ is damaged ({verdict[0]}); delete the folder and re-index")
             chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
             fts_ids = {r[0] for r in conn.execute("SELECT id FROM fts_docsize")}  # what FTS5 itself indexed
             if chunk_ids != fts_ids:
