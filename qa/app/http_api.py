@@ -1,6 +1,7 @@
-"""The plain JSON API beside the chat: /api/ask (JSON or server-sent events), /api/index, /api/stats, /api/health,
-and an OpenAI-compatible /v1/chat/completions whose citations travel as data (`citations` in the response and in
-the last stream chunk). Schema at /api/docs. Auth and size limits are in qa/app/server.py."""
+"""The plain JSON API beside the chat: /api/ask (JSON or server-sent events), /api/timeline and /api/digest (the
+stories of qa/stories), /api/index, /api/stats, /api/health, and an OpenAI-compatible /v1/chat/completions whose
+citations travel as data (`citations` in the response and in the last stream chunk). Schema at /api/docs. Auth
+and size limits are in qa/app/server.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,28 @@ def _iso_date(value: str) -> str:
 
 
 IsoDate = Annotated[str, AfterValidator(_iso_date)]
+DIGEST_MAX_STORIES = 100  # most stories one digest may list
+
+
+def check_day(value: str | None, what: str = "") -> str:
+    """'' or one ISO day (YYYY-MM-DD), normalised: story dates compare as text, so a typo would match nothing."""
+    lead = f"{what}: " if what else ""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{lead}a date must be text (YYYY-MM-DD)")
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"{lead}'{value}' is not a date: write it as YYYY-MM-DD") from None
+
+
+def _day(value: str) -> str:
+    return check_day(value)
+
+
+IsoDay = Annotated[str, AfterValidator(_day)]
 
 
 class Message(BaseModel):
@@ -75,6 +98,25 @@ class AskRequest(BaseModel):
     since: IsoDate = Field("", description="Only articles published on or after this ISO date.")
     until: IsoDate = Field("", description="Only articles published on or before this ISO date.")
     stream: bool = Field(False, description="Server-sent events: `text` pieces, then one `answer`.")
+
+
+class TimelineRequest(BaseModel):
+    """A story's dated events, oldest first. The topic is searched like a question (the same length limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    topic: str = Field(description="What the story is about, in a few words (e.g. 'Ravensberg flood').")
+    since: IsoDay = Field("", description="Only events reported on or after this day (YYYY-MM-DD).")
+    until: IsoDay = Field("", description="Only events reported on or before this day (YYYY-MM-DD).")
+    as_of: IsoDay | None = Field(None, description="The timeline as the articles stood on this day.")
+
+
+class DigestRequest(BaseModel):
+    """The stories that gained articles since a day, newest first, each with one cited sentence of what is new."""
+
+    model_config = ConfigDict(extra="forbid")
+    since: IsoDay = Field(description="Stories with an article published on or after this day (YYYY-MM-DD).")
+    until: IsoDay = Field("", description="Read as of this day (YYYY-MM-DD): later articles are left out.")
+    limit: int = Field(20, ge=1, le=DIGEST_MAX_STORIES, description="Most stories listed.")
 
 
 # -- the shared rules ------------------------------------------------------------------------------------------
@@ -113,13 +155,36 @@ def check_question(settings: Settings, question: str, history: list | None, k: i
         )
 
 
+def check_topic(settings: Settings, topic: str) -> None:
+    """A timeline topic's limits: those of a question (ApiError 422 saying which one was hit)."""
+    if not isinstance(topic, str):
+        raise ApiError(422, "the topic must be text")
+    if len(topic) > settings.web_max_question_chars:
+        raise ApiError(422, f"the topic is {len(topic)} characters; the limit is {settings.web_max_question_chars}")
+    if not topic.strip():
+        raise ApiError(422, "the topic is empty")
+
+
+def _public_citation(c: dict) -> dict:
+    """A citation's dict with a file name instead of a server path as its source."""
+    src = c.get("source") or ""
+    if "://" not in src and ("/" in src or "\\" in src):
+        c["source"] = Path(src.replace("\\", "/")).name
+    return c
+
+
 def public_answer(answer: Answer) -> dict:
     """Answer.to_dict() with file names instead of server paths in each citation's source."""
     out = answer.to_dict()
     for c in out["citations"]:
-        src = c.get("source") or ""
-        if "://" not in src and ("/" in src or "\\" in src):
-            c["source"] = Path(src.replace("\\", "/")).name
+        _public_citation(c)
+    return out
+
+
+def public_stories(out: dict) -> dict:
+    """Timeline.to_dict() or Digest.to_dict(), its citations' sources shown as public_answer shows them."""
+    for item in out.get("events", []) + out.get("stories", []):
+        _public_citation(item["citation"])
     return out
 
 
@@ -199,6 +264,17 @@ class Api:
         weakref.finalize(events, release)  # a stream never started (the client left first) frees its slot too
         return events
 
+    async def stories(self, fn: Any, *args: Any) -> dict:
+        """A timeline or digest (`fn(*args)`, in a thread) as public JSON, in one of the answerers' slots."""
+        await self.acquire()
+        try:
+            found = await run_in_threadpool(fn, *args)
+        except Exception as exc:
+            raise error_of(exc) from exc
+        finally:
+            self.release()
+        return public_stories(found.to_dict())
+
     def index_files(self, files: list[tuple[str, Any]]) -> dict:
         folder = (self.settings.index_dir / "uploads").resolve()
         saved = save_uploads(files, folder, self.settings.max_file_bytes, self.settings.web_max_files)
@@ -253,6 +329,21 @@ class Api:
             if req.stream:
                 return StreamingResponse(_sse(events), media_type="text/event-stream", headers=NO_BUFFER)
             return await final(events)
+
+        @api.post("/timeline", tags=["api"])
+        async def timeline(req: TimelineRequest) -> dict:
+            """The dated events of the stories the topic finds, oldest first: `events` of `{date, dated_by
+            ("stated" or "article"), text, outlets, citation}`."""
+            check_topic(self.settings, req.topic)
+            return await self.stories(self.assistant.timeline, req.topic, req.since, req.until, req.as_of or None)
+
+        @api.post("/digest", tags=["api"])
+        async def digest(req: DigestRequest) -> dict:
+            """The stories that gained articles since `since`, newest first: `stories` of `{story_id, title,
+            newest, new_articles, articles, outlets, citation, indexed_at}` (indexed_at: unix time)."""
+            if not req.since:
+                raise ApiError(422, "since: a day (YYYY-MM-DD) is required")
+            return await self.stories(self.assistant.digest, req.since, req.until, req.limit)
 
         @api.post("/index", tags=["api"])
         async def index(files: list[UploadFile] = File(..., description="Articles: .txt .md .html .json .jsonl")):  # noqa: B008

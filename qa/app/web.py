@@ -1,5 +1,7 @@
-"""The web chat: streaming cited answers, a sources panel, uploads indexed live, and Gradio's `/ask` endpoint.
-Served with the JSON API by qa/app/server.py; limits and error messages are the API's (qa/app/http_api.py)."""
+"""The web chat: streaming cited answers, a sources panel naming every outlet that carried a passage, a story's
+timeline, a digest of what is new since a day (marking what changed since this browser last looked), uploads
+indexed live, and Gradio's `/ask`, `/timeline` and `/digest` endpoints. Served with the JSON API by
+qa/app/server.py; limits and error messages are the API's (qa/app/http_api.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +10,36 @@ import html
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import gradio as gr
 from gradio_client.utils import is_http_url_like
 
 from qa.answer.when import as_date
 from qa.api import Assistant
-from qa.app.http_api import ApiError, allowed_backends, check_question, error_of, public_answer
+from qa.app.http_api import (
+    DIGEST_MAX_STORIES,
+    ApiError,
+    allowed_backends,
+    check_day,
+    check_question,
+    check_topic,
+    error_of,
+    public_answer,
+    public_stories,
+)
 from qa.app.server import serve  # noqa: F401  (qa.app.web.serve: where callers have always found it)
 from qa.app.uploads import Saved, repeat_lines, save_uploads, shown_report
 from qa.schema import Answer, Citation, IndexReport, Passage
 from qa.sources.ingest import SUPPORTED
 from qa.store import IndexMissing
+from qa.stories.digest import Digest
+from qa.stories.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +64,8 @@ EMPTY_PANEL = (
 # Gradio 6.31 ships Source Sans Pro SemiBold as a 5 KB subset, so bold text mixes fonts: use the full Bold.
 THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "system-ui", "sans-serif"))
 WAIT = "Reading the articles…"
+DIGEST_DAYS = 7  # the digest's default: what is new in the week before the newest article
+SEEN_KEY = "news-qa-digest-seen"  # the browser's localStorage key for when it last looked at the digest
 PANEL_CSS = """
 .sources { display: flex; flex-direction: column; gap: 10px; font-size: 14px; line-height: 1.5; }
 .title { font-weight: 600; font-size: 15px; }
@@ -56,6 +75,7 @@ PANEL_CSS = """
 .head a { color: inherit; }
 .n { color: var(--color-accent); margin-right: 6px; }
 .meta { color: var(--body-text-color-subdued); font-size: 12px; margin: 2px 0 6px; }
+.outlets { color: var(--body-text-color); font-weight: 600; }
 .passage { margin: 0; padding-left: 10px; border-left: 3px solid var(--border-color-accent); white-space: pre-line; }
 mark { background: #fde68a; color: #1f2937; padding: 0 2px; border-radius: 3px; }
 mark sup { font-weight: 700; margin-left: 2px; }
@@ -83,9 +103,9 @@ def answer_markdown(answer: Answer) -> str:
     return lead + _MARKER.sub(r"<sup>[\1]</sup>", md_escape(text)) + notes
 
 
-def error_markdown(exc: BaseException) -> str:
+def error_markdown(exc: BaseException, doing: str = "answer") -> str:
     hint = " Upload articles below to create the index." if isinstance(exc, IndexMissing) else ""
-    return f"⚠️ **Could not answer:** {md_escape(str(exc) or type(exc).__name__)}{md_escape(hint)}"
+    return f"⚠️ **Could not {doing}:** {md_escape(str(exc) or type(exc).__name__)}{md_escape(hint)}"
 
 
 def _where(c: Citation) -> str:
@@ -124,10 +144,15 @@ def _card(citations: list[Citation], passage: Passage | None) -> str:
     if c.url.startswith(("http://", "https://")):
         title = f'<a href="{html.escape(c.url)}" target="_blank" rel="noopener noreferrer nofollow">{title}</a>'
     numbers = "".join(f"[{cit.n}]" for cit in citations)
-    meta = " · ".join(html.escape(x) for x in (c.published, _where(c)) if x)
+    meta = [html.escape(c.published)] if c.published else []
+    if c.outlet or c.also_in:  # who carried the text: "AP; also in NBC News, USA Today"
+        meta.append(f'<span class="outlets">{html.escape(c.outlets_label())}</span>')
+    where = _where(c)
+    if where and where != c.outlet:  # a file name, or a source the outlet does not already name
+        meta.append(html.escape(where))
     return (
         f'<div class="card"><div class="head"><span class="n">{numbers}</span>{title}</div>'
-        f'<div class="meta">{meta}</div><div class="passage">{body}</div></div>'
+        f'<div class="meta">{" · ".join(meta)}</div><div class="passage">{body}</div></div>'
     )
 
 
@@ -147,6 +172,69 @@ def sources_html(answer: Answer) -> str:
     cards = [_card(group, passages.get(group[0].chunk_id)) for group in groups.values()]
     notes = "".join(f'<div class="note">Citation check: {html.escape(n)}</div>' for n in answer.notes)
     return f'<div class="sources">{head}{"".join(cards)}{notes}</div>'
+
+
+def _safe_citation(c: Citation) -> Citation:
+    """A copy of `c` whose words (from articles) render literally in Markdown, server paths as file names."""
+    return replace(
+        c,
+        title=md_escape(c.title),
+        article_id=md_escape(c.article_id),
+        source=md_escape(_where(c)),
+        url=_md_link(c.url),
+        published=md_escape(c.published),
+        quote=md_escape(c.quote),
+        outlet=md_escape(c.outlet),
+        also_in=[md_escape(o) for o in c.also_in],
+    )
+
+
+def _md_link(url: str) -> str:
+    """An http(s) url as a Markdown link to itself (the renderer would autolink it with the escapes inside the
+    address); any other url as literal text."""
+    if not url.startswith(("http://", "https://")):
+        return md_escape(url)
+    return f"[{md_escape(url)}]({quote(url, safe=':/?&=#%~+@,;!$')})"
+
+
+def timeline_markdown(timeline: Timeline) -> str:
+    """Timeline.to_markdown() with the topic and everything from the articles escaped."""
+    events = [
+        replace(
+            e,
+            date=md_escape(e.date),
+            text=md_escape(e.text),
+            citation=_safe_citation(e.citation),
+            outlets=[md_escape(o) for o in e.outlets],
+        )
+        for e in timeline.events
+    ]
+    return replace(timeline, topic=md_escape(timeline.topic), events=events).to_markdown()
+
+
+def digest_markdown(digest: Digest, seen_at: float | None = None) -> str:
+    """Digest.to_markdown(seen_at) with everything from the articles escaped; stories indexed after `seen_at`
+    (this browser's last look) are marked as changed."""
+    stories = [
+        replace(
+            s,
+            title=md_escape(s.title),
+            newest=md_escape(s.newest),
+            outlets=[md_escape(o) for o in s.outlets],
+            citation=_safe_citation(s.citation),
+        )
+        for s in digest.stories
+    ]
+    return replace(digest, since=md_escape(digest.since), stories=stories).to_markdown(seen_at=seen_at)
+
+
+def default_since(assistant: Assistant) -> str:
+    """The digest's first day: DIGEST_DAYS before the newest article's date (before today when there is none)."""
+    try:
+        newest = dt.date.fromisoformat((assistant.stats().get("newest_article") or "")[:10])
+    except Exception:  # no index yet, or an article without a date: count back from today
+        newest = dt.date.today()
+    return (newest - dt.timedelta(days=DIGEST_DAYS)).isoformat()
 
 
 def stats_markdown(assistant: Assistant) -> str:
@@ -305,32 +393,128 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
         except Exception as exc:  # the caller gets the message (Gradio would send {"error": null})
             raise gr.Error(error_of(exc).message) from exc
 
+    def show_timeline(topic: str, since: str, until: str, as_of: str) -> str:
+        """The Timeline tab: the story's dated events, oldest first, or the error."""
+        try:
+            check_topic(settings, topic)
+            day = as_date((as_of or "").strip() or None)
+            found = assistant.timeline(topic, check_day(since, "since"), check_day(until, "until"), day)
+            return timeline_markdown(found)
+        except Exception as exc:  # shown in the tab; the app keeps serving
+            log.warning("timeline failed: %s", exc)
+            return error_markdown(exc, "show the timeline")
+
+    def show_digest(since: str, seen_at: float | None) -> tuple[str, float]:
+        """The Digest tab, marking the stories indexed after this browser's last look (`seen_at`, unix time;
+        None on its first); now becomes the last look."""
+        now = time.time()  # before reading: an article indexed while the digest is read counts as changed next time
+        try:
+            day = check_day(since, "since")
+            if not day:
+                raise ValueError("since: a day (YYYY-MM-DD) is required")
+            found = assistant.digest(day)
+        except Exception as exc:
+            log.warning("digest failed: %s", exc)
+            return error_markdown(exc, "show the digest"), gr.skip()
+        seen = float(seen_at) if isinstance(seen_at, int | float) and not isinstance(seen_at, bool) else None
+        return digest_markdown(found, seen), now
+
+    def timeline(topic: str, since: str = "", until: str = "", as_of: str = "") -> dict:
+        """The dated events of the stories `topic` finds, oldest first: the JSON of `qa timeline --json`."""
+        try:
+            check_topic(settings, topic)
+            day = check_day(as_of, "as_of") or None
+            return public_stories(
+                assistant.timeline(topic, check_day(since, "since"), check_day(until, "until"), day).to_dict()
+            )
+        except Exception as exc:
+            raise gr.Error(error_of(exc).message) from exc
+
+    def digest(since: str, until: str = "", limit: int = 20) -> dict:
+        """The stories that gained articles since `since` (YYYY-MM-DD), newest first: `qa digest --json`."""
+        try:
+            day = check_day(since, "since")
+            if not day:
+                raise ApiError(422, "since: a day (YYYY-MM-DD) is required")
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= DIGEST_MAX_STORIES:
+                raise ApiError(422, f"limit must be between 1 and {DIGEST_MAX_STORIES}")
+            return public_stories(assistant.digest(day, check_day(until, "until"), limit).to_dict())
+        except Exception as exc:
+            raise gr.Error(error_of(exc).message) from exc
+
     with gr.Blocks(title="news-qa", analytics_enabled=False, delete_cache=GRADIO_CACHE_CLEAN) as app:
         gr.Markdown("## news-qa · ask the news\nAnswers quote the articles, every sentence cited [n].")
         turns = gr.State([])
         pending = gr.State("")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                chat = gr.Chatbot(
-                    label="Chat",
-                    elem_id="chat",
-                    height=460,
+        seen_at = gr.BrowserState(None, storage_key=SEEN_KEY)
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Chat", id="chat-tab", elem_id="chat-tab"), gr.Row(equal_height=False):
+                with gr.Column(scale=3):
+                    chat = gr.Chatbot(
+                        label="Chat",
+                        elem_id="chat",
+                        height=460,
+                        latex_delimiters=[],
+                        feedback_options=None,
+                        buttons=["copy"],
+                        placeholder="Ask about the indexed articles, or pick an example below.",
+                    )
+                    question = gr.Textbox(
+                        show_label=False,
+                        placeholder="Ask a question…",
+                        elem_id="question",
+                        submit_btn="Ask",
+                        max_length=limit,
+                        autofocus=True,
+                    )
+                    examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples", api_visibility="private")
+                with gr.Column(scale=2):
+                    sources = gr.HTML(EMPTY_PANEL, css_template=PANEL_CSS, js_on_load=None, elem_id="sources")
+            with gr.Tab("Timeline", id="timeline-tab", elem_id="timeline-tab"):
+                with gr.Row():
+                    topic = gr.Textbox(
+                        label="Story",
+                        placeholder="What happened? e.g. a place and an event",
+                        elem_id="timeline-topic",
+                        max_length=limit,
+                        max_lines=1,
+                        scale=4,
+                    )
+                    since = gr.Textbox(
+                        label="Since (YYYY-MM-DD)", elem_id="timeline-since", max_length=32, max_lines=1, scale=1
+                    )
+                    until = gr.Textbox(
+                        label="Until (YYYY-MM-DD)", elem_id="timeline-until", max_length=32, max_lines=1, scale=1
+                    )
+                with gr.Row():
+                    show_tl = gr.Button("Show timeline", variant="primary", elem_id="timeline-show", scale=0)
+                timeline_out = gr.Markdown(
+                    "The story's dated events appear here, oldest first, each cited [n] with the outlets that "
+                    "carried it. Articles dated after the page's *Answer as of* day (below) are left out.",
+                    elem_id="timeline",
                     latex_delimiters=[],
-                    feedback_options=None,
-                    buttons=["copy"],
-                    placeholder="Ask about the indexed articles, or pick an example below.",
+                    line_breaks=True,
                 )
-                question = gr.Textbox(
-                    show_label=False,
-                    placeholder="Ask a question…",
-                    elem_id="question",
-                    submit_btn="Ask",
-                    max_length=limit,
-                    autofocus=True,
+            with gr.Tab("Digest", id="digest-tab", elem_id="digest-tab"):
+                with gr.Row():
+                    digest_since = gr.Textbox(
+                        value=partial(default_since, assistant),  # evaluated per page load
+                        label="What's new since (YYYY-MM-DD)",
+                        elem_id="digest-since",
+                        max_length=32,
+                        max_lines=1,
+                        scale=1,
+                    )
+                    gr.Column(scale=3, min_width=0)  # keeps the date box narrow, on the left
+                with gr.Row():
+                    show_dg = gr.Button("Show what's new", variant="primary", elem_id="digest-show", scale=0)
+                digest_out = gr.Markdown(
+                    "The stories that gained articles since that day appear here, newest first; the ones that "
+                    "changed since this browser last looked are marked.",
+                    elem_id="digest",
+                    latex_delimiters=[],
+                    line_breaks=True,
                 )
-                examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples", api_visibility="private")
-            with gr.Column(scale=2):
-                sources = gr.HTML(EMPTY_PANEL, css_template=PANEL_CSS, js_on_load=None, elem_id="sources")
         with gr.Accordion("Articles and settings", open=True), gr.Row():
             with gr.Column(scale=3):
                 files = local_files_only(
@@ -389,6 +573,28 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
         gr.Timer(STATS_EVERY_S).tick(
             lambda: stats_markdown(assistant), None, [stats], queue=False, api_visibility="private"
         )
+        for start in (topic.submit, show_tl.click):
+            start(
+                show_timeline,
+                [topic, since, until, as_of],
+                [timeline_out],
+                concurrency_limit=concurrency,
+                concurrency_id="ask",
+                show_progress="minimal",
+                api_visibility="private",
+            )
+        for start in (digest_since.submit, show_dg.click):
+            start(
+                show_digest,
+                [digest_since, seen_at],
+                [digest_out, seen_at],
+                concurrency_limit=concurrency,
+                concurrency_id="ask",
+                show_progress="minimal",
+                api_visibility="private",
+            )
         gr.api(ask, api_name="ask", concurrency_limit=concurrency, concurrency_id="ask")
+        gr.api(timeline, api_name="timeline", concurrency_limit=concurrency, concurrency_id="ask")
+        gr.api(digest, api_name="digest", concurrency_limit=concurrency, concurrency_id="ask")
     app.queue(max_size=256, default_concurrency_limit=concurrency)
     return app

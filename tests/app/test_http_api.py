@@ -80,10 +80,19 @@ def test_health_stats_models_and_docs(server: str, api: httpx.Client):
         {"id": "extractive", "object": "model", "created": 0, "owned_by": "news-qa"}
     ]
     schema = api.get("/api/openapi.json").json()
-    assert {"/api/ask", "/api/index", "/api/stats", "/api/health", "/v1/chat/completions", "/v1/models"} <= set(
-        schema["paths"]
-    )
+    assert {
+        "/api/ask",
+        "/api/timeline",
+        "/api/digest",
+        "/api/index",
+        "/api/stats",
+        "/api/health",
+        "/v1/chat/completions",
+        "/v1/models",
+    } <= set(schema["paths"])
     assert "question" in schema["components"]["schemas"]["AskRequest"]["properties"]
+    assert "topic" in schema["components"]["schemas"]["TimelineRequest"]["properties"]
+    assert "since" in schema["components"]["schemas"]["DigestRequest"]["required"]
     docs = api.get("/api/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
@@ -233,6 +242,8 @@ def test_nothing_answers_without_credentials(server: str):
     calls = [
         ("GET", "/api/stats"),
         ("POST", "/api/ask"),
+        ("POST", "/api/timeline"),
+        ("POST", "/api/digest"),
         ("POST", "/api/index"),
         ("GET", "/v1/models"),
         ("POST", "/v1/chat/completions"),
@@ -247,6 +258,10 @@ def test_nothing_answers_without_credentials(server: str):
     assert (
         httpx.post(f"{server}/api/ask", headers=basic, json={"question": SEED_QUESTION}, timeout=120).status_code == 200
     )
+    timeline = httpx.post(f"{server}/api/timeline", headers=basic, json={"topic": "Paris talks"}, timeout=120)
+    assert timeline.status_code == 200 and timeline.json()["events"], timeline.text
+    digest = httpx.post(f"{server}/api/digest", headers=basic, json={"since": "2000-01-01", "limit": 2}, timeout=120)
+    assert digest.status_code == 200 and len(digest.json()["stories"]) == 2, digest.text
     page = httpx.post(f"{server}/login", data={"username": "ana", "password": TOKEN})  # the token is a page password
     assert page.status_code == 200 and page.json() == {"success": True}
 

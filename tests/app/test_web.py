@@ -136,7 +136,7 @@ def test_qa_serve_command_starts_the_app(tmp_path: Path):
         else:
             pytest.fail(f"qa serve did not start: {proc.stdout.read().decode() if proc.poll() is not None else ''}")
         assert config["title"] == "news-qa"
-        assert any(d.get("api_name") == "ask" for d in config["dependencies"])
+        assert {"ask", "timeline", "digest", "upload"} <= {d.get("api_name") for d in config["dependencies"]}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
