@@ -104,6 +104,7 @@ class Answer:
     notes: list[str] = field(default_factory=list)  # what the citation check changed, and why
     short_answer: str = ""  # the entity or number that answers, shown in bold before the cited sentence
     as_of: str = ""  # the date the question was answered as of (ISO)
+    reported_by: list[str] = field(default_factory=list)  # outlets whose articles state the short answer
 
     def to_dict(self) -> dict:
         """The stable JSON shape used by `qa ask --json` and the web API."""
@@ -119,12 +120,16 @@ class Answer:
             "notes": self.notes,
             "short_answer": self.short_answer,
             "as_of": self.as_of,
+            "reported_by": self.reported_by,
         }
 
     def to_markdown(self) -> str:
         if not self.citations:
             return self.text
-        lines = [self.text, "", "**Sources**"]
+        lines = [self.text, ""]
+        if len(self.reported_by) > 1:
+            lines += [f"*Reported by {len(self.reported_by)} outlets: {', '.join(self.reported_by)}.*", ""]
+        lines.append("**Sources**")
         for c in self.citations:
             where = c.url or c.source
             meta = ", ".join(x for x in (c.outlets_label(), c.published, where) if x)

@@ -31,7 +31,7 @@ from qa.indexing.embed import Embedder
 from qa.schema import Answer, Passage
 from qa.settings import BACKENDS, Settings
 from qa.store import Filters, VectorStore
-from qa.stories.conflicts import add_versions, conflict_answer, other_versions
+from qa.stories.conflicts import add_versions, conflict_answer, other_versions, reported_by
 
 
 @dataclass
@@ -174,6 +174,8 @@ class AskPipeline:
             if versions and answer.citations and answer is not quoted:
                 answer = add_versions(answer, versions)  # the checker keeps both sides, whatever the model chose
         answer.passages = _with_cited(answer.passages, answer, reading.ranked)
+        if not answer.abstained:
+            answer.reported_by = reported_by(reading.ranked, abstain_threshold(s))
         answer.question, answer.standalone_question, answer.backend = question, standalone, backend
         answer.as_of = reading.frame.as_of.isoformat() if reading.frame else ""
         answer.notes = [*reading.notes, *answer.notes]

@@ -91,6 +91,26 @@ def _same_topic(a: Candidate, b: Candidate) -> bool:
     return b.dense >= a.dense - 0.1
 
 
+def reported_by(ranked: list[Candidate], threshold: float) -> list[str]:
+    """The outlets whose well-supported sentences state the best answer's short answer (copies of one text name
+    each outlet that carried it): how widely a claim is reported. [] without a short answer."""
+    if not ranked or not ranked[0].short:
+        return []
+    short = " ".join(ranked[0].short.lower().split())
+    figure = re.findall(r"\d[\d,.]*\d|\d", short)  # "about 2,300" is stated as "the 2,300" elsewhere
+    out: list[str] = []
+    for c in ranked[:CANDIDATES]:
+        if c is not ranked[0] and c.score < threshold:
+            continue
+        text = " ".join(c.text.lower().split())
+        if (figure and all(re.search(rf"(?<![\d,.]){re.escape(f)}(?![\d,]\d)", text) for f in figure)) or (
+            not figure and short in text
+        ):
+            p = c.passage
+            out += [o for o in (p.outlet or p.source, *p.also_in) if o and o not in out]
+    return out
+
+
 def conflict_answer(question: str, versions: list[tuple[Candidate, Figure]], base: Answer) -> Answer:
     """An answer that gives every version, each cited with its outlet and date, latest first."""
     lines, citations = ["**Reports differ** (latest first):"], []

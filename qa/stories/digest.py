@@ -4,6 +4,7 @@ say) and how many outlets carry the new reports."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,7 +47,7 @@ class Digest:
         lines += ["", "**Sources**"]
         for n, s in enumerate(self.stories, start=1):
             c = s.citation
-            lines.append(f"[{n}] *{c.title}* ({', '.join(x for x in (c.outlets_label(), c.published, c.url) if x)})")
+            lines.append(f"[{n}] *{c.title}* ({', '.join(x for x in (c.outlets_label(), c.published, c.url) if x)})  ")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -61,8 +62,13 @@ def _count(s: StoryUpdate) -> str:
 
 def build(store, embedder, since: str, until: str = "", limit: int = 20) -> Digest:
     """The stories with an article published on or after `since` (and up to `until`), newest first."""
+    for day in filter(None, [since, until]):
+        try:
+            dt.date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"'{day}' is not a date: write it as YYYY-MM-DD") from None
     if not since:
-        raise ValueError("the digest needs a --since day (YYYY-MM-DD)")
+        raise ValueError("the digest needs the day to start from (YYYY-MM-DD)")
     out = Digest(since)
     with store.read() as view:
         conn = view.conn
@@ -82,6 +88,7 @@ def build(store, embedder, since: str, until: str = "", limit: int = 20) -> Dige
             update = _update(view, embedder, story_id, newest, members, since)
             if update is not None:
                 out.stories.append(update)
+                update.citation.n = len(out.stories)
     return out
 
 

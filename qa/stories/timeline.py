@@ -59,7 +59,7 @@ class Timeline:
         for e in self.events:
             c = e.citation
             meta = ", ".join(x for x in (c.outlets_label(), c.published, c.url) if x)
-            lines.append(f"[{c.n}] *{c.title or c.article_id}* ({meta})")
+            lines.append(f"[{c.n}] *{c.title or c.article_id}* ({meta})  ")  # "  ": a line break in markdown
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -89,7 +89,8 @@ def build(retriever, embedder, topic: str, since: str = "", until: str = "", as_
         return out
     with retriever.store.read() as view:
         groups = stories.stories(view.conn, story_ids)
-        members = [m for ms in groups.values() for m in ms if _within(m.published, since, until or as_of)]
+        last = min(filter(None, [until, as_of]), default="")  # the earlier of the user's range and the as-of day
+        members = [m for ms in groups.values() for m in ms if _within(m.published, since, last)]
         copy_groups: dict[str, list[stories.Member]] = {}
         for m in members:
             copy_groups.setdefault(m.copy_id, []).append(m)

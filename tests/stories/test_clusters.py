@@ -109,3 +109,35 @@ def test_signals():
     names = signals.entities("Bills safety Damar Hamlin collapses", "Damar Hamlin collapsed on Monday in Cincinnati.")
     assert "damar hamlin" in names and "monday" not in names
     assert signals.shared_names(["damar hamlin"], ["hamlin", "bengals"]) == 1
+
+
+def test_an_answer_says_which_outlets_report_it(wire):
+    assistant, _ = wire
+    answer = assistant.ask("How many residents were evacuated from Ravensberg?", as_of="2024-03-07")
+    # The wire text (AP, NBC News, USA Today) and the Guardian's own follow-up all state "2,300".
+    assert set(answer.reported_by) == {"AP", "NBC News", "USA Today", "The Guardian"}
+    assert "Reported by 4 outlets" in answer.to_markdown()
+    assert answer.to_dict()["reported_by"] == answer.reported_by
+
+
+def test_timeline_is_dated_cited_and_read_as_of_a_day(wire):
+    assistant, _ = wire
+    timeline = assistant.timeline("Ravensberg flood")
+    assert [(e.date, e.outlets) for e in timeline.events] == [
+        ("2024-03-05", ["AP", "NBC News", "USA Today"]),
+        ("2024-03-07", ["The Guardian"]),  # "on Thursday" in an article of Thursday, March 7
+    ]
+    assert all(f"[{e.citation.n}]" in timeline.to_markdown() for e in timeline.events)
+    # The earlier of `until` and `as_of` bounds it.
+    assert [e.date for e in assistant.timeline("Ravensberg flood", until="2024-03-08", as_of="2024-03-05").events] == [
+        "2024-03-05"
+    ]
+
+
+def test_digest_numbers_its_citations_and_refuses_a_non_date(wire):
+    assistant, _ = wire
+    digest = assistant.digest("2024-03-06")
+    assert [s.citation.n for s in digest.stories] == list(range(1, len(digest.stories) + 1))
+    assert digest.stories[0].title.startswith("Ravensberg flood")
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        assistant.digest("soon")
