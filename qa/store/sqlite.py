@@ -197,15 +197,22 @@ class SQLiteStore:
         meta = read_meta(conn)
         if meta.get(stories.BACKFILL_DONE):
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            dim = int(meta.get("dim", "0") or 0)
-            current = int(meta.get("generation", "0"))
-            stories.backfill(conn, self.vectors.searcher(conn, meta) if current else None, dim)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        from tqdm import tqdm
+
+        total = stories.missing_count(conn)
+        dim, current = int(meta.get("dim", "0") or 0), int(meta.get("generation", "0"))
+        with tqdm(total=total, disable=None if total else True, desc="grouping stories", unit="article") as bar:
+            while True:  # one transaction per batch: a stopped run keeps what it did
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    done = stories.backfill(conn, self.vectors.searcher(conn, meta) if current else None, dim)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                bar.update(done)
+                if not done:
+                    return
 
     def article_hashes(self) -> dict[str, tuple[str, str]]:
         with self._damage_check():

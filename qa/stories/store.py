@@ -92,17 +92,25 @@ def remove(conn: sqlite3.Connection, article_ids: Sequence[str]) -> None:
         conn.execute("DELETE FROM story_articles WHERE article_id = ?", (aid,))
 
 
-def backfill(conn: sqlite3.Connection, dense: DenseSearch | None, dim: int) -> int:
-    """Story rows for the articles of an index made before stories existed, from their stored chunk vectors (no
-    re-embedding); returns how many were added. Marks the index complete, so this runs once."""
+MISSING = (
+    "FROM articles WHERE id NOT IN (SELECT article_id FROM story_articles) AND id IN (SELECT article_id FROM chunks)"
+)
+
+
+def missing_count(conn: sqlite3.Connection) -> int:
+    return conn.execute(f"SELECT COUNT(*) {MISSING}").fetchone()[0]
+
+
+def backfill(conn: sqlite3.Connection, dense: DenseSearch | None, dim: int, limit: int = 500) -> int:
+    """Story rows for up to `limit` articles of an index made before stories existed, from their stored chunk
+    vectors (no re-embedding), oldest first; returns how many. The caller commits each call, so a run that is
+    stopped keeps what it did; once none is missing the index is marked complete and this is not called again."""
     from qa.store.codec import decode_vector
 
-    missing = [
-        r[0]
-        for r in conn.execute(
-            "SELECT id FROM articles WHERE id NOT IN (SELECT article_id FROM story_articles) ORDER BY published, id"
-        )
-    ]
+    missing = [r[0] for r in conn.execute(f"SELECT id {MISSING} ORDER BY published, id LIMIT ?", (limit,))]
+    if not missing:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (BACKFILL_DONE,))
+        return 0
     rows = []
     for aid in missing:
         title, text, source, url, published = conn.execute(
@@ -115,8 +123,7 @@ def backfill(conn: sqlite3.Connection, dense: DenseSearch | None, dim: int) -> i
         if row is not None:
             rows.append(row)
     assign(conn, dense, rows)
-    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (BACKFILL_DONE,))
-    return len(rows)
+    return len(missing)
 
 
 # -- placing one article ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 import qa
 from qa.settings import Settings
 from qa.stories import signals
+from qa.stories import store as stories
 from tests.helpers import DATA
 
 WIRE = DATA / "stories" / "wire_story.jsonl"
@@ -89,6 +90,12 @@ def test_an_index_from_before_stories_gets_them_without_re_embedding(wire):
         conn.execute("DELETE FROM story_articles")
         conn.execute("DELETE FROM story_bands")
         conn.execute("DELETE FROM meta WHERE key = 'stories_complete'")
+    # A backfill stopped after its first batch keeps that batch and is not marked complete.
+    with sqlite3.connect(index / "qa.sqlite") as conn:
+        assert stories.backfill(conn, None, 384, limit=2) == 2
+    assert len(groups(index)) == 2
+    with sqlite3.connect(index / "qa.sqlite") as conn:
+        assert conn.execute("SELECT 1 FROM meta WHERE key = 'stories_complete'").fetchone() is None
     again = qa.Assistant(Settings(index_dir=index, backend="extractive"))
     report = again.index([folder])
     assert report.chunks_embedded == 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import qa
+from qa.answer.gguf import smollm2_path
 from qa.settings import Settings
 from qa.stories.conflicts import figures
 from tests.helpers import DATA
@@ -44,3 +47,17 @@ def test_figures_know_what_they_count():
     assert (f.value, f.phrase) == (30, "At least 30") and "people" in f.heads
     assert [x.value for x in figures("The storm of 2023 killed 1,200 cattle on Jan. 5")] == [1200]
     assert figures("The 2.5 million residents")[0].value == 2.5e6
+
+
+@pytest.mark.llm
+def test_a_generated_answer_keeps_both_versions_cited(tmp_path: Path):
+    """With a real llama.cpp model (SmolLM2, the small test model), whatever version the model writes, the answer
+    cites both reports: the ones it left out are added below it."""
+    assistant = qa.Assistant(
+        Settings(index_dir=tmp_path / "index", backend="llamacpp", gguf_path=smollm2_path(), max_answer_tokens=60)
+    )
+    assistant.index([TOLL])
+    answer = assistant.ask(QUESTION, as_of="2024-01-25")
+    assert not answer.abstained
+    assert {("Reuters", "2024-01-24"), ("CNN", "2024-01-22")} <= {(c.outlet, c.published) for c in answer.citations}
+    assert "Reports differ" in answer.text
