@@ -39,9 +39,10 @@ class Digest:
         lines = [f"**What's new since {self.since}**", ""]
         for n, s in enumerate(self.stories, start=1):
             fresh = " 🆕 *changed since your last look*" if seen_at is not None and s.indexed_at > seen_at else ""
-            outlets = f"{len(s.outlets)} outlet{'s' if len(s.outlets) != 1 else ''}: {', '.join(s.outlets)}"
+            outlets = f"; {len(s.outlets)} outlet{'s' if len(s.outlets) != 1 else ''}: {', '.join(s.outlets)}"
+            outlets = outlets if s.outlets else ""  # files name no outlet
             lines.append(
-                f"{n}. **{s.title}** ({s.newest}; {_count(s)}; {outlets}){fresh}  \n"
+                f"{n}. **{s.title}** ({s.newest}; {_count(s)}{outlets}){fresh}  \n"
                 f"   {' '.join(s.citation.quote.split())} [{n}]"
             )
         lines += ["", "**Sources**"]
@@ -113,7 +114,7 @@ def _update(view, embedder, story_id: str, newest: str, members: list, since: st
             break
     text, _, (p, start, end) = pick
     copies = stories.copies(view.conn, [latest.copy_id]).get(latest.copy_id, [latest])
-    carried = stories.outlets(copies) or [latest.outlet]
+    carried = stories.outlets(copies) or [""]
     citation = Citation(
         n=0, article_id=p.article_id, chunk_id=p.chunk_id, title=p.title, source=p.source, url=p.url,
         published=p.published, quote=text, start=start, end=end, score=0.0, outlet=carried[0], also_in=carried[1:],

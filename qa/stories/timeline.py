@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Timeline:
             return f"No dated reports about *{self.topic}* in the articles."
         lines = [f"**Timeline: {self.topic}**", ""]
         for e in self.events:
-            day = e.date + ("" if e.dated_by == "stated" else " (reported)")
+            day = (e.date or "undated") + ("" if e.dated_by == "stated" or not e.date else " (reported)")
             lines.append(f"- **{day}**: {' '.join(e.text.split())} [{e.citation.n}] ({', '.join(e.outlets)})")
         lines += ["", "**Sources**"]
         for e in self.events:
@@ -134,7 +135,7 @@ def _best_sentences(passages: list[Passage], owners: dict[str, list], qvec: np.n
     lines = []
     for aid, (p, score, vector, text, start, end, stated) in best.items():
         group = owners[aid]
-        outlets = stories.outlets(group) or [p.outlet or p.source]
+        outlets = stories.outlets(group) or [p.outlet or Path(p.source).name]  # a file's name, never its path
         citation = Citation(
             n=0, article_id=aid, chunk_id=p.chunk_id, title=p.title, source=p.source, url=p.url, published=p.published,
             quote=text, start=start, end=end, score=round(score, 4), outlet=outlets[0], also_in=outlets[1:],

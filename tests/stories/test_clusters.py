@@ -148,3 +148,18 @@ def test_digest_numbers_its_citations_and_refuses_a_non_date(wire):
     assert digest.stories[0].title.startswith("Ravensberg flood")
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         assistant.digest("soon")
+
+
+def test_files_without_an_outlet_name_no_server_path(tmp_path: Path):
+    folder = tmp_path / "news"
+    folder.mkdir()
+    (folder / "port.txt").write_text(
+        "Ravensberg port closes\n\nFloodwaters from the swollen Tamsin River closed the port of Ravensberg on "
+        "Tuesday, halting grain shipments, harbour master Ilse Brandt said.\n"
+    )
+    assistant = qa.Assistant(Settings(index_dir=tmp_path / "index", backend="extractive"))
+    assistant.index([folder])
+    timeline = assistant.timeline("Ravensberg port")
+    assert timeline.events and timeline.events[0].outlets == ["port.txt"]
+    assert str(folder) not in json.dumps(timeline.to_dict()["events"][0]["outlets"])
+    assert "**undated**" in timeline.to_markdown()
