@@ -83,6 +83,26 @@ class Settings(BaseSettings):
         "(bench/index_query.py).",
     )
 
+    # -- the BM25 index (qa/store/bm25_index.py) -----------------------------------------------------------------
+    bm25_rewrite_rows: int = Field(
+        20_000,
+        ge=0,
+        description="Up to this many chunks the BM25 file is rewritten at every commit (cheap); above, a commit "
+        "only logs its change in SQLite, and the file is rewritten when the log is long enough.",
+    )
+    bm25_compact_fraction: float = Field(
+        0.1,
+        gt=0,
+        description="When a writer finishes with a BM25 change log of this share of the chunks, the log is folded "
+        "into a new BM25 file.",
+    )
+    bm25_log_max_rows: int = Field(
+        20_000,
+        ge=1,
+        description="A commit that makes the BM25 change log this long folds it into a new file at once: a process "
+        "that opens the index tokenizes the logged chunks again (~1 s at 20k), so this bounds its start.",
+    )
+
     # -- sources: downloads, feeds and watched folders (qa/sources) ---------------------------------------------
     fetch_timeout_s: float = Field(
         20.0, gt=0, description="Give up on one download after this long (the whole request: headers and body)."

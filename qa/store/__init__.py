@@ -49,18 +49,24 @@ def faiss_store(path: Path | str, create: bool = False, settings: Settings | Non
     from qa.store.faiss_index import FaissIndex, FaissOptions
 
     options = FaissOptions.from_settings(settings) if settings is not None else None
-    return SQLiteStore(path, FaissIndex(path, options), create=create)
+    return SQLiteStore(path, FaissIndex(path, options), create=create, bm25=_bm25_options(settings))
 
 
-def milvus_store(path: Path | str, uri: str, create: bool = False) -> SQLiteStore:
+def milvus_store(path: Path | str, uri: str, create: bool = False, settings: Settings | None = None) -> SQLiteStore:
     """SQLite in `path`, the vectors in Milvus at `uri` (a Milvus Lite .db path or http://host:19530)."""
     from qa.store.milvus import MilvusIndex
 
-    return SQLiteStore(path, MilvusIndex(uri, create=create), create=create)
+    return SQLiteStore(path, MilvusIndex(uri, create=create), create=create, bm25=_bm25_options(settings))
+
+
+def _bm25_options(settings: Settings | None):
+    from qa.store.bm25_index import Bm25Options
+
+    return Bm25Options.from_settings(settings) if settings is not None else None
 
 
 def open_store(settings: Settings, create: bool = False) -> VectorStore:
     """The store settings.vector_uri picks: FAISS files in index_dir (empty, the default) or Milvus."""
     if settings.vector_uri:
-        return milvus_store(settings.index_dir, settings.vector_uri, create=create)
+        return milvus_store(settings.index_dir, settings.vector_uri, create=create, settings=settings)
     return faiss_store(settings.index_dir, create=create, settings=settings)

@@ -1,5 +1,5 @@
-"""SQLite building blocks of the store: the schema and its upgrades, connections in WAL mode, the meta table,
-filters as SQL and the BM25 (FTS5) query."""
+"""SQLite building blocks of the store: the schema and its upgrades, connections in WAL mode, the meta table
+and filters as SQL."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from qa.store.base import Filters, IndexCorrupt, IndexLocked
-from qa.text import content_words
 
-SCHEMA_VERSION = 4  # 2: chunks.sentence_vectors; 3: dense_removed; 4: story_* (older indexes are upgraded when opened)
+# 2: chunks.sentence_vectors; 3: dense_removed; 4: story_*; 5: BM25 in memory (qa/store/bm25_index.py) instead of
+# the FTS5 table, sparse_removed (older indexes are upgraded when opened)
+SCHEMA_VERSION = 5
 DB_NAME = "qa.sqlite"
 LOCK_NAME = "index.lock"
 WAL_LIMIT = 4 << 20  # bytes the WAL file keeps after a checkpoint
@@ -30,10 +31,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL, sentences TEXT NOT NULL, vector BLOB NOT NULL, sentence_vectors BLOB);
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, articles TEXT);
-CREATE VIEW IF NOT EXISTS fts_source AS
-    SELECT c.id AS id, a.title AS title, c.text AS text FROM chunks c JOIN articles a ON a.id = c.article_id;
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, text, content='fts_source', content_rowid='id',
-    tokenize='porter unicode61');
+CREATE TABLE IF NOT EXISTS sparse_removed (generation INTEGER NOT NULL, id INTEGER NOT NULL,
+    PRIMARY KEY (generation, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dense_removed (generation INTEGER NOT NULL, id INTEGER NOT NULL,
     PRIMARY KEY (generation, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS story_articles (
@@ -48,12 +47,10 @@ CREATE TABLE IF NOT EXISTS story_bands (key BLOB NOT NULL, article_id TEXT NOT N
 # story_articles / story_bands (qa/stories/store.py) are derived data: an index from before them gets them filled
 # in from its stored vectors by the next writer (qa.stories.store.backfill).
 # The tables an index cannot do without; one of them missing is damage, never a reason to start afresh.
-TABLES = ("meta", "articles", "chunks", "files", "fts")
-
-
-def fts_query(text: str) -> str:
-    """A safe FTS5 OR-query of the content words (user text never reaches FTS5 syntax unquoted)."""
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(content_words(text)))
+TABLES = ("meta", "articles", "chunks", "files")
+# A chunk's text: stored as a span of its article's text (chunks.text empty) unless it differs from that span;
+# rows of earlier releases hold a copy. SQLite's substr counts characters, as Python's slices do.
+CHUNK_TEXT = "CASE WHEN c.text != '' THEN c.text ELSE substr(a.text, c.start + 1, c.end - c.start) END"
 
 
 def like_pattern(text: str) -> str:
@@ -139,6 +136,18 @@ def checkpoint(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
+def truncate_wal(conn: sqlite3.Connection) -> None:
+    """When a writer finishes: checkpoint everything and cut the WAL file to 0 bytes, so an idle index folder holds
+    the index once. Waits at most 0.2 s for readers of older snapshots; then it stays a passive checkpoint."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA busy_timeout = 200")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 60000")  # connect()'s timeout
+    checkpoint(conn)
+
+
 def add_functions(conn: sqlite3.Connection) -> None:
     """The SQL functions filter_sql uses."""
     conn.create_function("qa_lower", 1, lambda value: (value or "").lower(), deterministic=True)
@@ -187,13 +196,16 @@ def prepare(conn: sqlite3.Connection, path: Path) -> None:
         if version is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('stories_complete', '1')")  # nothing to backfill
-        elif version == "1":
-            _upgrade_from_1(conn)
         elif int(version) > SCHEMA_VERSION:
             raise IndexCorrupt(
                 f"index at {path}/ has schema {version}, this version reads up to {SCHEMA_VERSION}: "
                 "use a newer release of this program or re-index into a new folder"
             )
+        else:
+            if version == "1":
+                _upgrade_from_1(conn)
+            if "fts" in tables:
+                _drop_fts(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except BaseException:
@@ -211,6 +223,13 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE chunks ADD COLUMN sentence_vectors BLOB")
         conn.execute("UPDATE files SET size = -1")
         conn.execute("UPDATE articles SET content_hash = ''")
+
+
+def _drop_fts(conn: sqlite3.Connection) -> None:
+    """Schema 4 searched BM25 with an FTS5 table; the in-memory index (qa/store/bm25_index.py) replaces it. Until
+    a writer writes its first BM25 file, a process that opens the index tokenizes the chunks itself."""
+    conn.execute("DROP TABLE IF EXISTS fts")
+    conn.execute("DROP VIEW IF EXISTS fts_source")
 
 
 def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:

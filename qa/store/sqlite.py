@@ -1,19 +1,21 @@
-"""Stage 4: the persisted index. SQLite holds articles, chunks, their vectors, a BM25 (FTS5) index, file stamps
-and the generation; a VectorIndex (FAISS files by default, or Milvus) searches the vectors. Nothing is unpickled.
+"""Stage 4: the persisted index. SQLite holds articles, chunks, their vectors, file stamps and the generation; a
+VectorIndex (FAISS files by default, or Milvus) searches the vectors, an in-memory BM25 index (qa/store/bm25_index.py)
+the words. Nothing is unpickled.
 
 Layout of the index folder:
-    qa.sqlite             articles, chunks (+ float32 vectors, int8 sentence vectors: qa/store/codec.py), fts
-                          (BM25 over title and text read from chunks and articles: no second copy of the text),
-                          files, dense_removed (the FAISS change log), meta(generation, dim, the vector index's
-                          checksums); checkpointed after every commit, so the WAL stays small
+    qa.sqlite             articles, chunks (their text as a span of the article's; vectors and int8 sentence
+                          vectors: qa/store/codec.py), files, dense_removed and sparse_removed (the FAISS and BM25
+                          change logs), meta(generation, dim, the checksums of the vector and BM25 files);
+                          checkpointed after every commit, so the WAL stays small
     index.lock            held by the one writer
+    bm25-<gen>.idx        the BM25 base (qa/store/bm25_file.py)
     (the vector index's own files, e.g. faiss-<gen>.index)
 
 A new qa.sqlite is made whole under a temporary name and linked into place; an existing one that is empty or
 misses one of its tables is reported as damaged and never re-created over.
 
-A commit runs in one SQLite write transaction: rows change, the vector index stages the next generation where
-readers of the current one do not see it, then SQLite commits the new generation number. A crash before that
+A commit runs in one SQLite write transaction: rows change, the vector and BM25 indexes stage the next generation
+where readers of the current one do not see it, then SQLite commits the new generation number. A crash before that
 commit leaves the current generation current and intact. Readers run each query in one SQLite read transaction
 and search the vectors of the generation that transaction sees, so an answer never mixes two versions.
 """
@@ -43,19 +45,21 @@ from qa.store.base import (
     VectorChange,
     VectorIndex,
 )
-from qa.store.codec import decode_sentences, decode_vector, encode_sentences, encode_vector
+from qa.store.bm25_index import Bm25Index, Bm25Options, Bm25Search
+from qa.store.codec import decode_sentences, decode_vector
+from qa.store.rows import delete_articles, insert
 from qa.store.sql import (
+    CHUNK_TEXT,
     DB_NAME,
     LOCK_NAME,
     check_not_empty,
     checkpoint,
     connect,
     create_database,
-    filter_sql,
-    fts_query,
     opening,
     prepare,
     read_meta,
+    truncate_wal,
 )
 from qa.stories import store as stories
 
@@ -63,9 +67,10 @@ from qa.stories import store as stories
 class StoreView:
     """One consistent snapshot of the index for the length of a query."""
 
-    def __init__(self, conn: sqlite3.Connection, vectors: DenseSearch, generation: int, dim: int):
+    def __init__(self, conn: sqlite3.Connection, vectors: DenseSearch, words: Bm25Search, generation: int, dim: int):
         self.conn = conn
         self._vectors = vectors
+        self._words = words
         self.generation = generation
         self.dim = dim
 
@@ -79,30 +84,23 @@ class StoreView:
         return self._vectors.ids() if self.generation else set()
 
     def sparse(self, text: str, k: int, filters: Filters = Filters()) -> list[tuple[int, float]]:
-        query = fts_query(text)
-        if not query:
+        """BM25 (FTS5's bm25() over title and text, k1 1.2, b 0.75) of the content words: (chunk id, score)."""
+        if not self.generation:
             return []
-        if not filters:  # no join per matching row: FTS5 ranks on its own (its ORDER BY rank LIMIT fast path)
-            rows = self.conn.execute(
-                "SELECT rowid, rank FROM fts WHERE fts MATCH ? ORDER BY rank LIMIT ?", (query, k)
-            ).fetchall()
-            return [(int(r[0]), -float(r[1])) for r in rows]
-        where, args = filter_sql(filters)
-        rows = self.conn.execute(
-            "SELECT f.rowid, bm25(fts) AS s FROM fts f JOIN chunks c ON c.id = f.rowid "
-            f"JOIN articles a ON a.id = c.article_id WHERE fts MATCH ? AND {where} ORDER BY s LIMIT ?",
-            [query, *args, k],
-        ).fetchall()
-        return [(int(r[0]), -float(r[1])) for r in rows]
+        return self._words.search(text, k, filters)
+
+    def sparse_ids(self) -> set[int]:
+        """Every chunk id the BM25 index holds (for the integrity check)."""
+        return self._words.ids() if self.generation else set()
 
     def passages(self, ids: Sequence[int]) -> dict[int, tuple[Passage, np.ndarray]]:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self.conn.execute(
-            "SELECT c.id, c.chunk_id, c.article_id, c.start, c.end, c.text, c.sentences, c.vector, c.sentence_vectors, "
-            "a.title, a.source, a.url, a.published FROM chunks c JOIN articles a ON a.id = c.article_id "
-            f"WHERE c.id IN ({marks})",
+            f"SELECT c.id, c.chunk_id, c.article_id, c.start, c.end, {CHUNK_TEXT}, c.sentences, c.vector, "
+            "c.sentence_vectors, a.title, a.source, a.url, a.published "
+            f"FROM chunks c JOIN articles a ON a.id = c.article_id WHERE c.id IN ({marks})",
             list(ids),
         ).fetchall()
         out = {}
@@ -135,7 +133,7 @@ class SQLiteStore:
     """Records, BM25, file stamps, generations, the writer lock and the commit protocol; the dense search is
     delegated to `vectors` (see the module docstring for the on-disk protocol)."""
 
-    def __init__(self, path: Path | str, vectors: VectorIndex, create: bool = False):
+    def __init__(self, path: Path | str, vectors: VectorIndex, create: bool = False, bm25: Bm25Options | None = None):
         self.path = Path(path)
         self.db_path = self.path / DB_NAME
         with opening(self.path):
@@ -147,6 +145,7 @@ class SQLiteStore:
             check_not_empty(self.db_path)
             self._local = threading.local()
             self.vectors = vectors
+            self.words = Bm25Index(self.path, bm25)
             self.story_seconds = 0.0  # time spent placing articles in copy groups and stories (bench/stories.py)
             prepare(self.connection(), self.path)
         vectors.attach(self)
@@ -186,9 +185,10 @@ class SQLiteStore:
             maintain = getattr(self.vectors, "maintain", None)
             if maintain is not None:  # e.g. fold the FAISS change log into a new base file
                 maintain()
+            self.words.maintain(self.connection())
             self._backfill_stories()
         finally:
-            checkpoint(self.connection())
+            truncate_wal(self.connection())
             lock.release()
 
     def _backfill_stories(self) -> None:
@@ -246,9 +246,11 @@ class SQLiteStore:
             # The neighbours a new article's story is looked for among: the index as it was before this commit.
             dense = self.vectors.searcher(conn, meta) if upserts and generation else None
             write = self.vectors.begin(conn, meta)
+            words = self.words.begin(conn, meta)
             stale = [u.article.id for u in upserts] + list(deletes)
-            removed_ids = _delete_articles(conn, stale)
-            new_ids, new_vectors = _insert(conn, upserts)
+            removed_ids = delete_articles(conn, stale)
+            added, new_vectors = insert(conn, upserts)
+            new_ids = [i for i, _, _ in added]
             started = time.perf_counter()
             stories.assign(conn, dense, filter(None, (stories.article_row(u.article, u.vectors) for u in upserts)))
             self.story_seconds += time.perf_counter() - started
@@ -267,6 +269,7 @@ class SQLiteStore:
                 generation += 1
                 updates["generation"] = str(generation)
                 updates |= write.stage(conn, VectorChange(generation, dim, removed_ids, new_ids, new_vectors))
+                updates |= words.stage(conn, generation, removed_ids, added)
             if dim:
                 updates |= {"dim": str(dim), "embed_model": meta.get("embed_model") or model}
             conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(updates.items()))
@@ -276,6 +279,7 @@ class SQLiteStore:
             raise
         if changed:
             write.committed()
+            words.committed()
         checkpoint(conn)
         return generation
 
@@ -292,6 +296,7 @@ class SQLiteStore:
                     view = StoreView(
                         conn,
                         self.vectors.searcher(conn, meta),
+                        self.words.searcher(conn, meta),
                         int(meta.get("generation", "0")),
                         int(meta.get("dim", "0") or 0),
                     )
@@ -345,7 +350,7 @@ class SQLiteStore:
         } | extra
 
     def check(self) -> list[str]:
-        """Integrity check: vector ids, chunk rows, FTS rows and articles all agree. Returns the problems."""
+        """Integrity check: vector ids, chunk rows, BM25 postings and articles all agree. Returns the problems."""
         problems = []
         with self.read() as view:
             conn = view.conn
@@ -354,9 +359,9 @@ class SQLiteStore:
             if verdict and verdict[0] != "ok":
                 raise IndexCorrupt(f"index at {self.path}/ is damaged ({verdict[0]}); delete the folder and re-index")
             chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
-            fts_ids = {r[0] for r in conn.execute("SELECT id FROM fts_docsize")}  # what FTS5 itself indexed
-            if chunk_ids != fts_ids:
-                problems.append(f"{len(chunk_ids ^ fts_ids)} chunks differ between chunks and the BM25 index")
+            sparse_ids = view.sparse_ids()  # what the BM25 index of this generation holds
+            if chunk_ids != sparse_ids:
+                problems.append(f"{len(chunk_ids ^ sparse_ids)} chunks differ between chunks and the BM25 index")
             dense_ids = view.dense_ids()
             if dense_ids != chunk_ids:
                 problems.append(f"{len(dense_ids ^ chunk_ids)} chunks differ between the vectors and the chunk table")
@@ -371,56 +376,3 @@ class SQLiteStore:
             if complete and with_chunks - story_ids:
                 problems.append(f"{len(with_chunks - story_ids)} articles are in no story")
         return problems
-
-
-def _delete_articles(conn: sqlite3.Connection, article_ids: Sequence[str]) -> list[int]:
-    removed: list[int] = []
-    for aid in article_ids:
-        ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE article_id = ?", (aid,))]
-        removed += ids
-        conn.executemany("DELETE FROM fts WHERE rowid = ?", [(i,) for i in ids])
-        stories.remove(conn, [aid])
-        conn.execute("DELETE FROM chunks WHERE article_id = ?", (aid,))
-        conn.execute("DELETE FROM articles WHERE id = ?", (aid,))
-    return removed
-
-
-def _insert(conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[int], np.ndarray]:
-    ids: list[int] = []
-    vectors: list[np.ndarray] = []
-    now = time.time()
-    for upsert in upserts:
-        a, chunks, vecs = upsert.article, upsert.chunks, upsert.vectors
-        per_sentence = [None] * len(chunks) if upsert.sentence_vectors is None else upsert.sentence_vectors
-        conn.execute(
-            "INSERT INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (a.id, a.title, a.text, a.source, a.url, a.published, a.content_hash, a.origin, now),
-        )
-        for chunk, vec, sentence_vecs in zip(chunks, vecs, per_sentence, strict=True):
-            vec = np.ascontiguousarray(vec, dtype=np.float32)
-            if not np.all(np.abs(vec) <= 1.0001):  # unit vectors (also: no NaN), fit in float16
-                raise StoreError(f"chunk {chunk.chunk_id}: its vector is not a unit vector")
-            if sentence_vecs is not None and (
-                np.shape(sentence_vecs) != (len(chunk.sentences), vec.size)
-                or not np.all(np.abs(sentence_vecs) <= 1.0001)  # unit vectors (also: no NaN), fit in float16
-            ):
-                raise StoreError(f"chunk {chunk.chunk_id}: sentence vectors are not one unit vector a sentence")
-            cur = conn.execute(
-                "INSERT INTO chunks (chunk_id, article_id, ordinal, start, end, text, sentences, vector, "
-                "sentence_vectors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    chunk.chunk_id,
-                    a.id,
-                    chunk.ordinal,
-                    chunk.start,
-                    chunk.end,
-                    chunk.text,
-                    json.dumps(chunk.sentences),
-                    encode_vector(vec),
-                    None if sentence_vecs is None else encode_sentences(sentence_vecs),
-                ),
-            )
-            conn.execute("INSERT INTO fts (rowid, title, text) VALUES (?, ?, ?)", (cur.lastrowid, a.title, chunk.text))
-            ids.append(int(cur.lastrowid))
-            vectors.append(vec.reshape(1, -1))
-    return ids, (np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,16 @@ def sparse_ids(store, text: str, k: int = 10, filters: Filters = Filters()) -> l
         hits = view.sparse(text, k, filters)
         records = view.passages([rid for rid, _ in hits])
         return [records[rid][0].article_id for rid, _ in hits]
+
+
+def _change_bm25(store, removed: list[int], added: list) -> None:
+    """The loaded BM25 index of the current generation changed behind the store's back (its file is not)."""
+    words, generation = store.words, store.generation()
+    words._states[generation] = words._states[generation].advance(generation, removed, added)
+
+
+def _lose_bm25_chunk(store) -> None:
+    _change_bm25(store, [store.connection().execute("SELECT MIN(id) FROM chunks").fetchone()[0]], [])
 
 
 class StoreContract:
@@ -297,8 +308,9 @@ class StoreContract:
 
     # -- the integrity check finds real faults --------------------------------------------------------------
     FAULTS = {
-        # SQL run behind the store's back; the problems check() must then report (one message each)
-        "bm25 row missing": ("DELETE FROM fts WHERE rowid = (SELECT MIN(id) FROM chunks)", ["BM25"]),
+        # SQL run behind the store's back (or a chunk lost from the loaded BM25 index); the problems check() must
+        # then report (one message each)
+        "bm25 row missing": (_lose_bm25_chunk, ["BM25"]),
         "chunk row missing": ("DELETE FROM chunks WHERE id = (SELECT MIN(id) FROM chunks)", ["BM25", "vectors"]),
         "article row missing": ("DELETE FROM articles WHERE id = 'b'", ["belong to no article"]),
         "chunk the vectors never got": (
@@ -315,11 +327,13 @@ class StoreContract:
         assert store.check() == []
         sql, expected = self.FAULTS[fault]
         conn = store.connection()
-        conn.execute(sql)
-        if fault == "chunk the vectors never got":  # with its BM25 row, so only the vector side lacks it
-            conn.execute(
-                "INSERT INTO fts (rowid, title, text) SELECT id, 'Title b', text FROM chunks WHERE chunk_id = 'b:99'"
-            )
+        if callable(sql):
+            sql(store)
+        else:
+            conn.execute(sql)
+        if fault == "chunk the vectors never got":  # with its BM25 postings, so only the vector side lacks it
+            [new_id] = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE chunk_id = 'b:99'")]
+            _change_bm25(store, [], [(new_id, Counter(trams=1), 1)])
         problems = store.check()
         assert len(problems) == len(expected), problems
         assert all(any(word in p for p in problems) for word in expected), problems

@@ -1,6 +1,6 @@
-"""Damage is never read as emptiness (issue 11, item 8): a qa.sqlite of 0 bytes, or one that lost its chunks or
-fts table, is reported as damaged with what to do, and nothing is created over it; a missing index is still made
-new. Each case through the store (reading and indexing) and once through the CLI."""
+"""Damage is never read as emptiness (issue 11, item 8): a qa.sqlite of 0 bytes, or one that lost its chunks,
+files or articles table, is reported as damaged with what to do, and nothing is created over it; a missing index is
+still made new. Each case through the store (reading and indexing) and once through the CLI."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _contents(folder: Path) -> tuple:
 DAMAGE = {
     "0-byte qa.sqlite": (_empty, "is empty \\(0 bytes\\)"),
     "chunks table dropped": (_drop("chunks"), "table\\(s\\) chunks are missing"),
-    "fts table dropped": (_drop("fts"), "table\\(s\\) fts are missing"),
+    "files table dropped": (_drop("files"), "table\\(s\\) files are missing"),
     "articles table dropped": (_drop("articles"), "table\\(s\\) articles are missing"),
 }
 
@@ -88,7 +88,7 @@ def test_a_missing_index_is_still_created_and_a_new_one_is_whole_from_the_start(
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".qa.sqlite")) == []  # no temp file left
     with sqlite3.connect(folder / "qa.sqlite") as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"meta", "articles", "chunks", "files", "fts", "dense_removed"} <= tables
+        assert {"meta", "articles", "chunks", "files", "dense_removed", "sparse_removed"} <= tables
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     upsert(store, "a", "The harbour bridge opened.", axis=0)
     assert dense_ids(faiss_store(folder), 0) == ["a"]

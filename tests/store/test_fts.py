@@ -1,54 +1,57 @@
-"""The BM25 query builder (qa.store.sql.fts_query): content words only, each quoted, once; whatever the user
-types, FTS5 sees plain terms, never its own syntax. Checked by running the queries in a real FTS5 MATCH on a table
-made by the store's own schema."""
+"""The BM25 query (qa.store.bm25_text.query_terms and StoreView.sparse): content words only, each once, stemmed as
+FTS5's porter tokenizer stems them; whatever the user types is plain words, never query syntax. The cases are the
+ones the FTS5 query builder was held to, now run through the store's in-memory BM25 index."""
 
 from __future__ import annotations
 
-import re
-import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa.store import faiss_store
-from qa.store.sql import fts_query, prepare
+from qa.schema import Chunk
+from qa.sources.ingest import make_article
+from qa.store import Upsert, faiss_store
+from qa.store.bm25_text import query_terms
 
 DOCS = {
     1: ("Harbour bridge opens", "The harbour bridge opened to traffic on Monday; tolls start in May."),
     2: ("Wildfire", "The wildfire spread toward the valley overnight, near the old mill."),
     3: ("Museum", "The museum reopened with a show of maps of the harbours of the north."),
 }
-QUERY = re.compile(r'^("[^"]+")( OR "[^"]+")*$')  # nothing but quoted terms joined by OR
 
 
 @pytest.fixture(scope="module")
-def fts() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:", check_same_thread=False)
-    prepare(conn, Path("memory"))  # the store's tables, with its FTS5 tokenizer
-    conn.executemany("INSERT INTO fts (rowid, title, text) VALUES (?, ?, ?)", [(i, *d) for i, d in DOCS.items()])
-    return conn
+def fts(tmp_path_factory: pytest.TempPathFactory):
+    """A store holding DOCS (named fts for the cases below, which were FTS5's)."""
+    store = faiss_store(tmp_path_factory.mktemp("bm25") / "store", create=True)
+    upserts = []
+    for i, (title, text) in DOCS.items():
+        a = make_article(title=title, text=text, source="wire", origin="", key=str(i), article_id=str(i))
+        chunk = Chunk(f"{i}:0", a.id, 0, 0, len(a.text), a.text, ((0, len(a.text)),))
+        upserts.append(Upsert(a, [chunk], np.eye(4, dtype=np.float32)[i : i + 1]))
+    store.commit(upserts, [], {}, "test-model")
+    return store
 
 
-def match(conn: sqlite3.Connection, text: str) -> set[int]:
-    query = fts_query(text)
-    if not query:  # StoreView.sparse asks nothing then (an empty MATCH is a syntax error)
-        return set()
-    assert QUERY.match(query), query
-    return {r[0] for r in conn.execute("SELECT rowid FROM fts WHERE fts MATCH ?", (query,))}
+def match(store, text: str) -> set[int]:
+    with store.read() as view:
+        hits = view.sparse(text, 10)
+        return {int(p.article_id) for p, _ in view.passages([rid for rid, _ in hits]).values()}
 
 
-def test_only_content_words_each_quoted_once_in_first_seen_order():
-    assert fts_query("What did the Mayor say about the harbour bridge?") == '"mayor" OR "say" OR "harbour" OR "bridge"'
-    assert fts_query("Bridge bridge BRIDGE toll, Bridge!") == '"bridge" OR "toll"'
-    assert fts_query("Tolls in 2024: 5 dollars") == '"tolls" OR "2024" OR "dollars"'  # single characters go
-    assert fts_query("Why was it the one?") == '"one"'
+def test_only_content_words_each_once_in_first_seen_order_as_fts5_stems_them():
+    assert query_terms("What did the Mayor say about the harbour bridge?") == ["mayor", "sai", "harbour", "bridg"]
+    assert query_terms("Bridge bridge BRIDGE toll, Bridge!") == ["bridg", "toll"]
+    assert query_terms("Tolls in 2024: 5 dollars") == ["toll", "2024", "dollar"]  # single characters go
+    assert query_terms("Why was it the one?") == ["on"]
     for nothing in ("", "   ", "a I the of ?", "!!! ... ---", "what was it"):
-        assert fts_query(nothing) == ""
+        assert query_terms(nothing) == []
 
 
-def test_the_terms_find_their_documents(fts: sqlite3.Connection):
+def test_the_terms_find_their_documents(fts):
     assert match(fts, "When did the harbour bridge open?") == {1, 3}  # porter: harbours -> harbour
     assert match(fts, "wildfire") == {2}
     assert match(fts, "what was it") == set()
@@ -85,14 +88,14 @@ def test_the_terms_find_their_documents(fts: sqlite3.Connection):
         ("\u202evalley", {2}),
     ],
 )
-def test_fts5_syntax_in_user_text_is_plain_words(fts: sqlite3.Connection, text: str, found: set[int]):
+def test_fts5_syntax_in_user_text_is_plain_words(fts, text: str, found: set[int]):
     assert match(fts, text) == found
-    assert fts.execute("SELECT COUNT(*) FROM fts_docsize").fetchone()[0] == len(DOCS)  # rows FTS5 indexed
+    assert fts.check() == [] and fts.stats()["chunks"] == len(DOCS)
 
 
-def test_a_very_long_question_is_still_one_query(fts: sqlite3.Connection):
+def test_a_very_long_question_is_still_one_query(fts):
     text = " ".join(f"word{i}" for i in range(3000)) + " museum"
-    assert fts_query(text).count(" OR ") == 3000
+    assert len(query_terms(text)) == 3001
     assert match(fts, text) == {3}
 
 
@@ -107,15 +110,18 @@ def test_a_very_long_question_is_still_one_query(fts: sqlite3.Connection):
         max_size=20,
     ).map("".join)
 )
-def test_no_user_text_breaks_the_query(fts: sqlite3.Connection, text: str):
-    match(fts, text)  # raises sqlite3.OperationalError ("fts5: syntax error") if it does
+def test_no_user_text_breaks_the_query(fts, text: str):
+    match(fts, text)
 
 
-def test_a_word_with_a_capital_dotted_i_is_searched_whole(fts: sqlite3.Connection):
-    conn = sqlite3.connect(":memory:")
-    prepare(conn, Path("memory"))
-    conn.execute("INSERT INTO fts (rowid, title, text) VALUES (1, 'Traffic', 'Traffic in İstanbul was slow.')")
-    assert match(conn, "İstanbul") == {1}  # FTS5 itself finds it: MATCH '"İstanbul"' does
+def test_a_word_with_a_capital_dotted_i_is_searched_whole(tmp_path: Path):
+    store = faiss_store(tmp_path / "store", create=True)
+    a = make_article(
+        title="Traffic", text="Traffic in İstanbul was slow.", source="", origin="", key="1", article_id="1"
+    )
+    chunk = Chunk("1:0", "1", 0, 0, len(a.text), a.text, ((0, len(a.text)),))
+    store.commit([Upsert(a, [chunk], np.eye(4, dtype=np.float32)[:1])], [], {}, "test-model")
+    assert match(store, "İstanbul") == {1}  # as FTS5 found it: MATCH '"İstanbul"' did
 
 
 def test_a_question_without_content_words_asks_bm25_nothing(tmp_path: Path):
