@@ -17,6 +17,7 @@ from tqdm import tqdm
 from qa.api import Assistant
 from qa.errors import QAError
 from qa.eval.stats import percentile
+from qa.indexing.embed import VECTORS
 from qa.schema import Answer, Passage
 from qa.settings import Settings
 
@@ -55,8 +56,11 @@ def load_questions(set_dir: Path) -> list[dict]:
 
 
 def eval_index_dir(set_dir: Path, settings: Settings, cache: Path | None = None) -> Path:
-    """A private index per (set, model, chunking), reused across runs and updated incrementally."""
-    key = json.dumps([str(set_dir.resolve()), settings.embed_model, settings.chunk_chars, settings.chunk_overlap_chars])
+    """A private index per (set, model, chunking, how sentence vectors are made), reused across runs and
+    updated incrementally."""
+    key = json.dumps(
+        [str(set_dir.resolve()), settings.embed_model, settings.chunk_chars, settings.chunk_overlap_chars, VECTORS]
+    )
     root = cache or Path.home() / ".cache" / "news-qa" / "eval"
     return root / f"{set_dir.resolve().name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
