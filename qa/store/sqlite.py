@@ -336,6 +336,9 @@ class SQLiteStore:
                 size += p.stat().st_size if p.is_file() else 0
         updated = float(meta.get("updated_at", "0") or 0)
         extra = self.vectors.stats()
+        words = self.words.latest()
+        if words is not None:
+            extra["bm25"] = f"in memory, base of generation {words.base_generation} + {words.log_rows} logged changes"
         return {
             "index": str(self.path),
             "articles": articles,
