@@ -112,6 +112,7 @@ def bench_news_size(work: Path) -> list[tuple[str, str]]:
             store.commit(upserts[start : start + 100], [], {}, MODEL)
     size = folder_mb(path)
     tables = _table_mb(path / "qa.sqlite")
+    files = ", ".join(f"{p.name.split('-')[0]} {p.stat().st_size / 1e6:.1f}" for p in sorted(path.glob("*-*.i*")))
     shutil.rmtree(path)
     return [
         (
@@ -119,6 +120,7 @@ def bench_news_size(work: Path) -> list[tuple[str, str]]:
             f"{size:.1f} MB = {size / text_mb:.1f}x the text",
         ),
         ("  of which (MB)", tables),
+        ("  and files (MB)", files),
     ]
 
 
@@ -265,7 +267,7 @@ def bench_scale(
         rows.append((f"{label}: built in", f"{build_s:.0f} s ({kind})"))
         rows.append((f"{label}: hybrid retrieval p50 / p95 (embed + dense + BM25 + fuse)", p50_95(retrieval)))
         rows.append((f"{label}:   dense search alone p50 / p95", p50_95(dense)))
-        rows.append((f"{label}:   BM25 (FTS5) alone p50 / p95", p50_95(sparse)))
+        rows.append((f"{label}:   BM25 (in memory, FTS5's ranking) alone p50 / p95", p50_95(sparse)))
         rows.append((f"{label}: whole extractive answer p50 / p95", p50_95(answers)))
         rows.append((f"{label}: dense recall@10 vs exact float32 search", f"{np.mean(recall):.3f}"))
         if "IVF" in kind:
