@@ -75,9 +75,11 @@ stress: setup
 		"fuzz --files 3000 --records 2000" "injection" "web_load --users 20 --questions 500" "hostile"; do \
 		$(BIN)/python -m stress.$$run || status=1; done; exit $$status
 
-## bench: indexing vs raw encode, size at rtqa scale, and at 1k / 100k / 1M chunks: retrieval, answer, recall@10,
-## add/delete, MB, RSS (prints a table; ~17 min; not a test)
+## bench: on rtqa-2023-dev ours beside the textbook pipeline (indexing time, chunks/s vs raw encode, MB, query
+## p50/p95); then size at rtqa scale and at 1k / 100k / 1M chunks: retrieval, answer, recall@10, add/delete, MB,
+## RSS (prints tables; not a test)
 bench: setup
+	$(BIN)/python bench/indexing.py
 	$(BIN)/python bench/index_query.py
 
 ## eval: quality on the shared news (rtqa-2023-dev) and SQuAD 2.0 development sets, beside the textbook pipeline
