@@ -46,8 +46,7 @@ class TestBm25LogContract(StoreContract):
 @pytest.fixture(scope="module")
 def news(tmp_path_factory: pytest.TempPathFactory) -> tuple[SQLiteStore, sqlite3.Connection, list[str]]:
     """120 rtqa-2023-dev articles in a store and, beside it, in FTS5 as schema 4 indexed them."""
-    if not (RTQA / "corpus.jsonl").exists():
-        pytest.skip("shared/eval/rtqa-2023-dev is not here")
+    assert (RTQA / "corpus.jsonl").exists(), f"{RTQA} is missing: the tests need ../shared beside the repo"
     articles, _ = load_file(RTQA / "corpus.jsonl", 10**9)
     articles = articles[:120]
     store = faiss_store(tmp_path_factory.mktemp("news") / "store", create=True)
