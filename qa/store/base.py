@@ -91,6 +91,11 @@ class DenseSearch(Protocol):
         """(chunk id, inner product) pairs, best first; only chunks the snapshot holds that pass the filters."""
         ...
 
+    def neighbours(self, vectors: np.ndarray, k: int) -> list[list[int]]:
+        """For each row of `vectors`, the ids of about its `k` nearest chunks (unfiltered, approximate order is
+        fine): one batched search for a commit's new articles (story placement), not one search per article."""
+        ...
+
     def ids(self) -> set[int]:
         """Every chunk id the vector side holds (for the integrity check)."""
         ...

@@ -83,6 +83,11 @@ class FaissSearch:
         candidates = state.search(q, k + REFINE_EXTRA, self._nprobe, allowed)
         return self._exact(q, np.array([i for i, _ in candidates], dtype=np.int64), k)
 
+    def neighbours(self, vectors: np.ndarray, k: int) -> list[list[int]]:
+        if self._state is None or self._state.rows <= 0 or not len(vectors):
+            return [[] for _ in range(len(vectors))]
+        return self._state.search_many(np.ascontiguousarray(vectors, dtype=np.float32), k, self._nprobe)
+
     def _exact(self, q: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Exact scores from the float32 vectors in the snapshot (the FAISS file holds float16 ones)."""
         if not len(ids):

@@ -159,6 +159,27 @@ class _State:
         hits.sort(key=lambda h: -h[1])
         return hits[:k]
 
+    def search_many(self, qs: np.ndarray, k: int, nprobe: int) -> list[list[int]]:
+        """Ids near each query, nearest first: one FAISS call on all threads and one matrix product over the
+        change log (a search per query costs ~10 ms at 250k vectors, mostly per-call overhead on a busy machine)."""
+        found: list[list[tuple[float, int]]] = [[] for _ in range(len(qs))]
+        if self.base is not None and self.base.ntotal:
+            sel = self._removed_selector()
+            if self.ivf:
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+            else:
+                params = faiss.SearchParameters(sel=sel) if sel is not None else None
+            scores, ids = self.base.search(qs, k, params=params)
+            for row, (s, i) in enumerate(zip(scores, ids, strict=True)):
+                found[row] = [(float(a), int(b)) for a, b in zip(s, i, strict=True) if b >= 0]
+        ids, vecs = self._live_delta()
+        for at in range(0, len(qs) if len(ids) else 0, 256):  # in blocks: 256 x 50k scores are 51 MB
+            scores = qs[at : at + 256] @ vecs.T
+            top = np.argsort(-scores, axis=1)[:, :k] if len(ids) <= k else np.argpartition(-scores, k, axis=1)[:, :k]
+            for row in range(len(scores)):
+                found[at + row] += [(float(scores[row, j]), int(ids[j])) for j in top[row]]
+        return [[i for _, i in sorted(hits, reverse=True)[:k]] for hits in found]
+
     def ids(self) -> set[int]:
         out = set(_base_ids(self.base).tolist()) - self.removed
         return out | set(self._live_delta()[0].tolist())

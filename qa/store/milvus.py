@@ -244,6 +244,9 @@ class MilvusSearch:
         known = {r[0] for r in self._conn.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", [i for i, _ in hits])}
         return [(i, s) for i, s in hits if i in known][:k]
 
+    def neighbours(self, vectors: np.ndarray, k: int) -> list[list[int]]:
+        return [[i for i, _ in self.search(v, k, Filters())] for v in vectors]
+
     def ids(self) -> set[int]:
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
         return self._owner.vector_ids(int(row[0]) if row else 0)

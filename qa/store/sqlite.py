@@ -79,6 +79,10 @@ class StoreView:
             return []
         return self._vectors.search(vector, k, filters)
 
+    def neighbours(self, vectors: np.ndarray, k: int) -> list[list[int]]:
+        """The ids near each vector, in one batched search (see DenseSearch.neighbours)."""
+        return self._vectors.neighbours(vectors, k) if self.generation else [[] for _ in vectors]
+
     def dense_ids(self) -> set[int]:
         """Every chunk id the vector index holds (for the integrity check)."""
         return self._vectors.ids() if self.generation else set()

@@ -8,8 +8,9 @@ Two levels:
   story of its most similar neighbour (the dense index's nearest chunks) that is dated within a few days and
   shares named entities with it.
 
-Adding an article costs one band lookup and one nearest-neighbour search: O(its neighbours), never a re-cluster;
-an article that links two groups joins them (O(their size)). Removing one leaves its group mates where they are.
+Adding an article costs one band lookup and its share of one batched nearest-neighbour search per commit: O(its
+neighbours), never a re-cluster; an article that links two groups joins them (O(their size)). Removing one leaves
+its group mates where they are.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.schema import Article
-from qa.store.base import DenseSearch, Filters
+from qa.store.base import DenseSearch
 from qa.stories import signals
 
 STORY_DAYS = 3  # reports of one event are dated within this many days of each other
@@ -74,9 +75,13 @@ def article_row(article: Article, chunk_vectors: np.ndarray) -> StoryRow | None:
 def assign(conn: sqlite3.Connection, dense: DenseSearch | None, rows: Iterable[StoryRow]) -> None:
     """Place each new article in its copy group and story, and store it (inside the caller's transaction).
     `dense` searches the index as it was before this commit; the commit's own articles are compared directly."""
+    rows = list(rows)
+    near: list[list[int]] = [[] for _ in rows]
+    if dense is not None and rows:  # one batched search for the whole commit, not one per article
+        near = dense.neighbours(np.stack([r.vector for r in rows]), NEIGHBOURS)
     batch: list[StoryRow] = []
-    for row in rows:
-        _place(conn, dense, row, batch)
+    for row, ids in zip(rows, near, strict=True):
+        _place(conn, ids, row, batch)
         _write(conn, row)
         batch.append(row)
 
@@ -127,7 +132,8 @@ def backfill(conn: sqlite3.Connection, dense: DenseSearch | None, dim: int, limi
 
 
 # -- placing one article ---------------------------------------------------------------------------------
-def _place(conn: sqlite3.Connection, dense: DenseSearch | None, row: StoryRow, batch: list[StoryRow]) -> None:
+def _place(conn: sqlite3.Connection, near: list[int], row: StoryRow, batch: list[StoryRow]) -> None:
+    """`near`: the ids of the chunks nearest the article in the index as it was before this commit."""
     copies = _copies_of(conn, row)
     if copies:
         best = copies[0]
@@ -137,7 +143,7 @@ def _place(conn: sqlite3.Connection, dense: DenseSearch | None, row: StoryRow, b
             _merge(conn, "copy_id", row.copy_id, others)
             _refresh(conn, batch)
         return
-    linked = _stories_of(conn, dense, row, batch)
+    linked = _stories_of(conn, near, row, batch)
     if linked:
         # Reports of one event are the connected pairs: an article that links two stories joins them.
         row.story_id = linked[0].story_id
@@ -164,24 +170,19 @@ def _copies_of(conn: sqlite3.Connection, row: StoryRow) -> list[StoryRow]:
     return [other for _, other in sorted(found, key=lambda x: -x[0])]
 
 
-def _stories_of(
-    conn: sqlite3.Connection, dense: DenseSearch | None, row: StoryRow, batch: list[StoryRow]
-) -> list[StoryRow]:
+def _stories_of(conn: sqlite3.Connection, near: list[int], row: StoryRow, batch: list[StoryRow]) -> list[StoryRow]:
     """The neighbours that report the same event (close in date, similar, sharing names), most similar first."""
     # The commit's own articles count as neighbours too, but only the most similar: comparing names with every
     # article of a large commit was quadratic (minutes per 10k-chunk commit of same-titled articles).
     others = [r for r in batch if r.article_id != row.article_id]
     sims = np.stack([r.vector for r in others]) @ row.vector if others else np.zeros(0)
-    near = [i for i in np.argsort(-sims)[:NEIGHBOURS] if sims[i] >= NAMED_SIMILARITY]
-    candidates = {others[i].article_id: others[i] for i in near}
-    if dense is not None:
-        hits = dense.search(row.vector, NEIGHBOURS, Filters())
-        if hits:
-            ids = [h[0] for h in hits]
-            marks = ",".join("?" * len(ids))
-            aids = [r[0] for r in conn.execute(f"SELECT DISTINCT article_id FROM chunks WHERE id IN ({marks})", ids)]
-            for other in _rows(conn, [a for a in aids if a != row.article_id]):
-                candidates.setdefault(other.article_id, other)
+    close = [i for i in np.argsort(-sims)[:NEIGHBOURS] if sims[i] >= NAMED_SIMILARITY]
+    candidates = {others[i].article_id: others[i] for i in close}
+    if near:
+        marks = ",".join("?" * len(near))
+        aids = [r[0] for r in conn.execute(f"SELECT DISTINCT article_id FROM chunks WHERE id IN ({marks})", near)]
+        for other in _rows(conn, [a for a in aids if a != row.article_id]):
+            candidates.setdefault(other.article_id, other)
     found = []
     for other in candidates.values():
         sim = float(np.dot(row.vector, other.vector))

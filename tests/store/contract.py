@@ -101,6 +101,19 @@ class StoreContract:
             assert [round(score, 4) for _, score in view.dense(unit(0), 3)] == [0.9, 0.6, 0.2]
             assert len(view.dense(unit(0), 2)) == 2
 
+    def test_batched_neighbours_are_the_dense_hits_of_each_vector_without_deleted_chunks(self, store):
+        for i in range(6):
+            upsert(store, f"a{i}", f"Report number {i} on the harbour.", axis=i)
+        with store.read() as view:
+            gone = {rid for (rid,) in view.conn.execute("SELECT id FROM chunks WHERE article_id = 'a2'")}
+        store.commit([], ["a2"], {}, "test-model")
+        queries = np.vstack([unit(i) * 0.8 + unit((i + 1) % 6) * 0.5 + unit((i + 2) % 6) * 0.3 for i in range(6)])
+        with store.read() as view:
+            batched = view.neighbours(queries, 2)
+            one_by_one = [[rid for rid, _ in view.dense(q, 2)] for q in queries]
+        assert batched == one_by_one
+        assert gone and all(len(ids) == 2 for ids in batched) and not gone & {i for ids in batched for i in ids}
+
     def test_sentence_vectors_come_back_with_their_passage_in_sentence_order(self, store):
         upsert(store, "a", "The harbour bridge opened. Traffic was light. Tolls start in May.", axis=0)
         a, chunks = article("b", "No sentence vectors were stored for this one.")
