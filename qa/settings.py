@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         description="Sentence-support model (JSON, see qa/answer/support.py); empty = the one fitted by "
         "bench/fit_support.py and shipped in the package.",
     )
+    alone_sentences: int = Field(
+        8,
+        ge=0,
+        description="Sentences (the most similar by their stored in-chunk vector and word share) embedded alone at "
+        "question time for the support score: a stored vector is pooled from its chunk, the one-pass index.",
+    )
     entity_sentences: int = Field(
         24, ge=0, description="Sentences (the most similar first) whose named entities are read for the answer type."
     )

@@ -64,10 +64,8 @@ def featurize(
     by similarity and word share (spaCy costs ~4 ms a sentence); the rest count as naming none."""
     if not cands:
         return
-    missing = [c for c in cands if c.vector is None]  # an index from before sentence vectors were stored
-    for c, vec in zip(missing, embedder.encode([c.text for c in missing]), strict=True):
-        c.vector = vec
     q_stems = stems(focus) or stems(question)
+    _embed_alone(qvec, q_stems, cands, embedder, settings.alone_sentences)
     all_q = q_stems | stems(question)
     wanted = answer_type.expected_types(focus or question)
     title_share: dict[str, float] = {}
@@ -121,6 +119,25 @@ def featurize(
     for c in read:
         if c.short:
             c.features[_COL["agree"]] = min(len(by_answer[c.short.lower()]) - 1, 3) / 3
+
+
+def _embed_alone(qvec: np.ndarray, q_stems: set[str], cands: list[Candidate], embedder: Embedder, best: int) -> None:
+    """The stored vector of a sentence is pooled from its chunk's forward pass (one model pass at index time), so
+    it leans toward the chunk's topic; the `best` sentences by that vector and word share, the ones the answer is
+    chosen from, are embedded alone here, in one small batch. Sentences of an index from before sentence vectors
+    were stored are all embedded alone."""
+    missing = [c for c in cands if c.vector is None]
+    stored = [c for c in cands if c.vector is not None]
+    if best and stored:
+
+        def prior(c: Candidate) -> float:
+            share = len(q_stems & stems(c.text)) / len(q_stems) if q_stems else 0.0
+            return 0.6 * float(np.dot(c.vector, qvec)) + 0.4 * share
+
+        missing += sorted(stored, key=prior, reverse=True)[:best]
+    if missing:
+        for c, vec in zip(missing, embedder.encode([c.text for c in missing]), strict=True):
+            c.vector = vec
 
 
 def proper_names(question: str) -> set[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = (
-    "dense",  # cosine(sentence, question)
+    "dense",  # cosine(sentence, question): the best few sentences embedded alone, the rest their stored vector
     "lexical",  # share of the question's content stems in the sentence
     "passage_dense",  # cosine(passage, question)
     "title_lexical",  # share of the question's content stems in the article title

@@ -15,7 +15,7 @@ from qa.errors import QAError
 from qa.settings import DEFAULT_EMBED_MODEL
 
 log = logging.getLogger(__name__)
-VECTORS = "sentences-alone-1"  # how chunk and sentence vectors are made; part of qa eval's index cache key
+VECTORS = "sentences-in-chunk-1"  # how sentence vectors are made; part of qa eval's index cache key
 
 
 class ModelNotFound(QAError, RuntimeError):
@@ -76,25 +76,80 @@ class Embedder:
         self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Chunk vectors, and per chunk one vector per sentence span (character offsets in its text), stored so
-        that the answer stage ranks sentences without running the model per question (~50 sentences, ~150 ms of
-        CPU each time). Each distinct sentence is embedded alone, a second pass over the text (indexing ~0.3x raw
-        encode of the chunks). Two one-pass designs were measured against it (bench/indexing.py, qa eval,
-        bench/fit_support.py held-out folds, refitted) and lost answers:
-        - a sentence pooled from its chunk's token vectors ("late chunking", ~1.0x raw encode) leans toward the
-          chunk's topic: rtqa-2023-dev answer 0.438 -> 0.423 (squad2-dev 0.88 -> 0.94), and on the seed "Why did
-          Russia decline?" no longer quotes the "one-sided" sentence (its cosine 0.49, the best, became 0.39);
-        - only sentences embedded, the chunk their mean (0.84x raw encode: short sequences cost more per token):
-          rtqa answer 0.438 -> 0.415, Hit@5 0.831 -> 0.808; squad2-dev answer 0.88 -> 0.86."""
+        that the answer stage ranks sentences without running the model per question.
+
+        One model pass ("late chunking"): a sentence's vector is the mean of its own token vectors from the
+        chunk's forward pass, the pooling that gives the chunk vector, so indexing costs what encoding the chunks
+        costs (embedding each sentence alone as well was a second pass: 0.3-0.43x raw encode). Read in its chunk,
+        a sentence leans toward the chunk's topic, so the answer stage embeds its best few sentences alone
+        (Settings.alone_sentences, ~8 short sentences a question) and the support model sees both cosines.
+        Measured with bench/fit_support.py (held-out folds, refitted each time; Hit@5 / MRR@10 / answer /
+        citation; rtqa-2023-dev 130 answerable, squad2-dev 50), folds over rtqa + squad2 + eval/seeds:
+        - each sentence embedded alone at index time (before): rtqa .815/.731/.431/.677, squad .960/.933/.900/.881;
+        - these vectors, the best 8 alone at question time (kept): rtqa .815/.728/.415/.693, squad
+          .980/.924/.880/.866; folds over rtqa + squad2 only: rtqa .815/.743/.431/.707 against .831/.717/.438/.689
+          before, squad .980/.934/.900/.895 against .980/.880/.871 (MRR and answer), 4 or 16 alone the same;
+        - these vectors only: rtqa .823/.715/.423/.674, squad .980/.957/.940/.943 (rtqa + squad2 folds), but the
+          seed question lost its "one-sided" sentence (cosine 0.49 alone, 0.39 in its chunk);
+        - both cosines as two features: rtqa .815/.726/.415/.704, squad .980/.934/.900/.892, and the seed question
+          cited a sentence that only restates it first.
+        A third design, only sentences embedded and the chunk their mean, was 0.84x raw encode (short sequences
+        cost more per token) and lost rtqa Hit@5 (.808) and answers (.415)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32), []
-        chunk_vectors = self.encode(texts)
-        unique = {text[a:b]: None for text, chunk_spans in zip(texts, spans, strict=True) for a, b in chunk_spans}
-        alone = dict(zip(unique, self.encode(list(unique)), strict=True))  # overlapping chunks share sentences
-        empty = np.zeros((0, self.dim), dtype=np.float32)
-        return chunk_vectors, [
-            np.stack([alone[text[a:b]] for a, b in chunk_spans]) if chunk_spans else empty
-            for text, chunk_spans in zip(texts, spans, strict=True)
-        ]
+        chunk_vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        per_chunk: list[np.ndarray] = [chunk_vectors[:0]] * len(texts)
+        with self._lock:
+            for at in range(0, len(texts), self.batch_size):
+                ids = range(at, min(at + self.batch_size, len(texts)))
+                vecs, sentences = self._forward([texts[i] for i in ids], [spans[i] for i in ids])
+                chunk_vectors[at : at + len(vecs)] = vecs
+                for i, sentence_vectors in zip(ids, sentences, strict=True):
+                    per_chunk[i] = sentence_vectors
+        cut = [(i, j) for i, v in enumerate(per_chunk) for j in np.flatnonzero(np.isnan(v[:, 0]))]
+        if cut:  # sentences past the model's token limit: only these are embedded alone
+            alone = self.encode([texts[i][spans[i][j][0] : spans[i][j][1]] for i, j in cut])
+            for (i, j), vector in zip(cut, alone, strict=True):
+                per_chunk[i][j] = vector
+        return chunk_vectors, per_chunk
+
+    def _forward(self, texts: list[str], spans: list[Sequence[tuple[int, int]]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One forward pass of a batch: the model's own pooled chunk vectors, and mean-pooled token vectors per
+        sentence span (NaN rows for a sentence whose tokens were cut off at the model's length limit)."""
+        import torch
+
+        transformer = self._model[0]
+        features = transformer.tokenizer(
+            texts,
+            padding=True,
+            truncation="longest_first",
+            max_length=transformer.max_seq_length,
+            return_tensors="pt",
+            return_offsets_mapping=True,
+        )
+        offsets = features.pop("offset_mapping")  # (batch, tokens, 2) character span of each token; (0, 0) special
+        with torch.inference_mode():
+            out = self._model.forward(dict(features))
+        tokens = out["token_embeddings"]
+        real = (offsets[..., 1] > offsets[..., 0]) & features["attention_mask"].bool()
+        sentences = []
+        for row, chunk_spans in enumerate(spans):
+            if not chunk_spans:
+                sentences.append(np.zeros((0, self.dim), dtype=np.float32))
+                continue
+            bounds = torch.tensor(chunk_spans, dtype=offsets.dtype)  # (sentences, 2)
+            inside = (
+                (offsets[row, None, :, 0] >= bounds[:, None, 0])
+                & (offsets[row, None, :, 1] <= bounds[:, None, 1])
+                & real[row, None, :]
+            ).to(tokens.dtype)  # (sentences, tokens)
+            counts = inside.sum(dim=1, keepdim=True)
+            pooled = (inside @ tokens[row]) / counts.clamp(min=1)
+            pooled = torch.nn.functional.normalize(pooled, dim=1)
+            pooled[counts[:, 0] == 0] = float("nan")
+            sentences.append(pooled.float().numpy())
+        chunks = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=1)
+        return chunks.numpy(), sentences
 
 
 @contextlib.contextmanager

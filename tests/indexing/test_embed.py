@@ -27,10 +27,23 @@ def test_chunk_vectors_equal_plain_encoding_and_every_sentence_gets_a_unit_vecto
     vectors, per_chunk = embedder.encode_chunks([text, "No sentences here."], [spans_of(text, sentences), []])
     assert vectors.shape == (2, embedder.dim)
     np.testing.assert_allclose(vectors, embedder.encode([text, "No sentences here."]), atol=1e-5)
-    np.testing.assert_allclose(per_chunk[0], embedder.encode(sentences), atol=1e-5)
     assert per_chunk[0].shape == (3, embedder.dim) and per_chunk[1].shape == (0, embedder.dim)
     np.testing.assert_allclose(np.linalg.norm(per_chunk[0], axis=1), 1.0, atol=1e-5)
     # Each sentence's vector is nearest to a question about that sentence, not to its neighbours'.
     questions = ["Who declined the invitation?", "How were the talks described?", "When did the bridge reopen?"]
     similarity = embedder.encode(questions) @ per_chunk[0].T
     assert list(similarity.argmax(axis=1)) == [0, 1, 2]
+
+
+def test_one_pass_reads_each_sentence_in_its_chunk_and_embeds_alone_only_what_the_model_cut_off(embedder):
+    """Sentence vectors come from the chunk's own forward pass (no second pass over the text); a sentence past
+    the model's token limit (256 word pieces) has no tokens there and is embedded by itself instead."""
+    first = "Moscow declined the invitation to the Paris meeting."
+    last = "The harbour bridge reopened to traffic on Monday."
+    text = first + " " + "filler words " * 200 + last
+    spans = spans_of(text, [first, last])
+    _, (in_chunk,) = embedder.encode_chunks([text], [spans])
+    alone = embedder.encode([first, last])
+    cosines = (in_chunk * alone).sum(axis=1)
+    assert cosines[1] > 0.9999  # cut off: its own vector
+    assert 0.3 < cosines[0] < 0.999  # read in context: close to, but not, the sentence alone
