@@ -208,6 +208,8 @@ class Synthetic:
                 store.commit(batch, [], {}, MODEL)
                 self._track(store, done, vecs)
                 done += count
+                if done % 100_000 == 0 and done < n_chunks:
+                    print(f"  ... filled {done:,} of {n_chunks:,} chunks", file=sys.stderr, flush=True)
 
     def _track(self, store: SQLiteStore, done: int, vecs: np.ndarray) -> None:
         """Exact top 10 so far: the block's ids are the newest rows in insertion order."""
