@@ -13,7 +13,9 @@ from qa.settings import Settings
 
 
 def extractive_answer(question: str, ranked: list[Candidate], passages: list[Passage], settings: Settings) -> Answer:
-    """Quote the best sentence, plus close runners-up from the same article, each cited [n]."""
+    """Quote the best sentence, plus close runners-up from the same article that share a word with the question,
+    each cited [n]. A runner-up without one is only near the topic ("the water had risen 4.2 meters" for "how
+    many residents were evacuated"): quoting it reads as part of the answer when it is not."""
     threshold, max_sentences = abstain_threshold(settings), settings.max_answer_sentences
     support = ranked[0].score if ranked else 0.0
     if not ranked or support < threshold:
@@ -27,7 +29,7 @@ def extractive_answer(question: str, ranked: list[Candidate], passages: list[Pas
         if c.passage.article_id != best.passage.article_id:
             continue
         close = c.score >= max(threshold, best.score - settings.extra_sentence_margin)
-        if close and c.dense >= best.dense - settings.extra_sentence_dense_margin:
+        if close and c.lexical > 0 and c.dense >= best.dense - settings.extra_sentence_dense_margin:
             chosen.append(c)
     citations = [citation(n, c) for n, c in enumerate(chosen, start=1)]
     text = " ".join(f"{_defuse_markers(c.text)} [{n}]" for n, c in enumerate(chosen, start=1))

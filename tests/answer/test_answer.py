@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import qa
+from qa.settings import Settings
+from tests.helpers import DATA
 
 
 def test_seed_question_is_answered_with_the_passage_that_says_why(seeded: qa.Assistant):
@@ -115,3 +117,14 @@ def test_answers_read_stored_sentence_vectors_and_embed_only_the_best_few_alone(
     none = _CountingEmbedder(seeded.embedder)
     rank_sentences(question, qvec, pool, none, seeded.settings.model_copy(update={"alone_sentences": 0}))
     assert none.texts == []
+
+
+def test_a_number_question_quotes_the_sentence_that_answers_and_no_neighbours(tmp_path):
+    """A wire story's other sentences are close in topic ("the water had risen 4.2 meters") and score high on a
+    small index, but share no word with the question: quoting them would read as part of the answer."""
+    assistant = qa.Assistant(Settings(index_dir=tmp_path / "index", backend="extractive"))
+    assistant.index([DATA / "stories" / "wire_story.jsonl"])
+    answer = assistant.ask("How many residents were evacuated from Ravensberg?")
+    assert answer.short_answer and "2,300" in answer.short_answer
+    assert len(answer.citations) == 1 and "evacuation of about 2,300 residents" in answer.citations[0].quote
+    assert "4.2 meters" not in answer.text and "a fifth" not in answer.text
