@@ -21,9 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from qa.store import faiss_store
+from qa.store.codec import decode_vector
 from stress.common import child_env, print_table, qa_command, write_version
 
 
@@ -73,7 +72,7 @@ def verify(index: Path, versions: dict[str, set[str]], result: CrashResult, when
         with store.read() as view:  # a search answers: the first chunk's own vector finds that chunk
             row = view.conn.execute("SELECT id, vector FROM chunks ORDER BY id LIMIT 1").fetchone()
             if row is not None:
-                hits = view.dense(np.frombuffer(row[1], dtype=np.float32), 1)
+                hits = view.dense(decode_vector(row[1], view.dim), 1)
                 if not hits or hits[0][0] != row[0]:
                     problems.append(f"searching chunk {row[0]}'s own vector found {hits}")
     except Exception as exc:  # the whole point: any failure to load is a finding, reported with its moment

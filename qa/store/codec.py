@@ -1,9 +1,9 @@
 """How vectors are stored in SQLite: small, and read back as data (numpy from bytes), never as code.
 
-Chunk vectors stay float32: they are the exact copy that dense scores are computed from (the FAISS file holds
-float16 ones to find candidates) and that the vector index is rebuilt from. Sentence vectors are int8 with one
-float16 scale per sentence (1 byte a value instead of 2); rows of the previous release are float16 and still read
-(the blob length tells which). A cosine of unit vectors moves by < 0.002 that way (tests/store/test_codec.py),
+Chunk vectors are float16 (the previous release's float32 rows are still read: the blob length tells which);
+the FAISS file holds the same float16 values, so exact re-scoring loses nothing it had. Sentence vectors are int8
+with one float16 scale per sentence (1 byte a value instead of 2); rows of an earlier release are float16 and still
+read. A cosine of unit vectors moves by < 0.002 either way (tests/store/test_codec.py),
 far below the margins the answer stage works with.
 """
 
@@ -15,11 +15,14 @@ import numpy as np
 
 
 def encode_vector(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+    return np.ascontiguousarray(vector, dtype=np.float16).tobytes()
 
 
 def decode_vector(blob: bytes, dim: int) -> np.ndarray:
-    """One chunk vector; ValueError when it is not `dim` float32 values."""
+    """One chunk vector (float32) from float16 or, as an earlier release wrote it, float32 bytes; ValueError when
+    it is neither size for a `dim`-d index."""
+    if dim and len(blob) == 2 * dim:
+        return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
     if len(blob) % 4 or (dim and len(blob) != 4 * dim):
         raise ValueError(f"a {len(blob) // 4}-d vector in a {dim}-d index")
     return np.frombuffer(blob, dtype=np.float32)
@@ -29,6 +32,8 @@ def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     """Many chunk vectors as one matrix (one numpy call, not one per row)."""
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
+    if dim and all(len(b) == 2 * dim for b in blobs):
+        return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(-1, dim).astype(np.float32)
     if dim and all(len(b) == 4 * dim for b in blobs):
         return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim).copy()
     return np.vstack([decode_vector(b, dim) for b in blobs])

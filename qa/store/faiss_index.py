@@ -89,7 +89,7 @@ class FaissSearch:
         return self._state.search_many(np.ascontiguousarray(vectors, dtype=np.float32), k, self._nprobe)
 
     def _exact(self, q: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Exact scores from the float32 vectors in the snapshot (the FAISS file holds float16 ones)."""
+        """Exact scores from the vectors in the snapshot's SQLite rows (an IVF list search only finds candidates)."""
         if not len(ids):
             return []
         found, vecs = _vectors(

@@ -19,7 +19,7 @@ from qa.store.base import IndexCorrupt
 from qa.store.codec import decode_vector, decode_vectors
 
 EXACT_FILTER_MAX = 50_000  # a filter this narrow is searched exactly, not through the IVF lists
-REFINE_EXTRA = 8  # candidates fetched beyond k, then ranked by their exact (float32) scores
+REFINE_EXTRA = 8  # candidates fetched beyond k, then ranked by their exact scores (from SQLite)
 BUILD_BATCH = 20_000  # rows read from SQLite at a time when a base is built from it
 KEEP_STATES = 4  # recent generations kept in memory for readers whose snapshot is a little behind
 

@@ -2,7 +2,7 @@
 standalone/cluster server (vector_uri = http(s)://host:19530); the code is the same for both.
 
 It takes the place of the FAISS files (qa/store/faiss_index.py). SQLite stays the source of truth for everything
-else: articles, chunk text and spans, the float32 vectors themselves, BM25, file stamps and the generation. Milvus
+else: articles, chunk text and spans, the vectors themselves (float16), BM25, file stamps and the generation. Milvus
 holds one row per chunk (the SQLite chunk id, its vector, lower-cased source and url, published date), so the
 source/date filters run inside the Milvus search.
 
@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from qa.store.base import Filters, SQLiteStoreLike, StoreError, VectorChange
+from qa.store.codec import decode_vector
 from qa.store.sql import read_meta
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class MilvusIndex:
             self._client.drop_collection(self.collection)
         if meta.get("dim"):
             self._create_collection(int(meta["dim"]))
-            self._insert_rows(conn.execute(_ROWS_SQL + " ORDER BY c.id"))
+            self._insert_rows(conn.execute(_ROWS_SQL + " ORDER BY c.id"), int(meta["dim"]))
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (SYNCED, meta.get("generation", "0")))
         conn.execute("DELETE FROM meta WHERE key = ?", (PENDING,))
 
@@ -114,7 +115,7 @@ class MilvusIndex:
         # Strong: a search sees every insert and delete acknowledged before it (a server defaults to Bounded).
         self._client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
 
-    def _insert_rows(self, rows: Iterator[tuple]) -> None:
+    def _insert_rows(self, rows: Iterator[tuple], dim: int) -> None:
         """Insert (id, vector bytes, source, url, published) rows. Lite then flushes: it searches rows still in its
         write buffer by a slow path (~200 ms a query at 3k chunks, ~10 ms once flushed); a server needs no help."""
         batch: list[dict[str, Any]] = []
@@ -122,7 +123,7 @@ class MilvusIndex:
             batch.append(
                 {
                     "id": rid,
-                    "vector": np.frombuffer(vector, dtype=np.float32),
+                    "vector": decode_vector(vector, dim),
                     "source": (source or "").lower()[:MAX_TEXT],
                     "url": (url or "").lower()[:MAX_TEXT],
                     "published": (published or "")[:MAX_TEXT],
@@ -206,7 +207,7 @@ class MilvusWrite:
                 owner._create_collection(change.dim)
             first = min(change.new_ids)
             owner._client.delete(owner.collection, filter=f"id >= {first}")
-            owner._insert_rows(conn.execute(_ROWS_SQL + " WHERE c.id >= ? ORDER BY c.id", (first,)))
+            owner._insert_rows(conn.execute(_ROWS_SQL + " WHERE c.id >= ? ORDER BY c.id", (first,)), change.dim)
         updates = {SYNCED: str(change.generation)}
         if change.removed_ids:
             updates[PENDING] = json.dumps(change.removed_ids)

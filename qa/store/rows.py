@@ -47,6 +47,7 @@ def insert(conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[tu
                 or not np.all(np.abs(sentence_vecs) <= 1.0001)  # unit vectors (also: no NaN), fit in float16
             ):
                 raise StoreError(f"chunk {chunk.chunk_id}: sentence vectors are not one unit vector a sentence")
+            vec = vec.astype(np.float16).astype(np.float32)  # as stored: searches before and after a reopen agree
             span = a.text[chunk.start : chunk.end] == chunk.text  # then only its offsets are stored
             cur = conn.execute(
                 "INSERT INTO chunks (chunk_id, article_id, ordinal, start, end, text, sentences, vector, "

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS story_bands (key BLOB NOT NULL, article_id TEXT NOT N
 # story_articles / story_bands (qa/stories/store.py) are derived data: an index from before them gets them filled
 # in from its stored vectors by the next writer (qa.stories.store.backfill).
 # The tables an index cannot do without; one of them missing is damage, never a reason to start afresh.
+PAGE_SIZE = 16384  # of a new qa.sqlite; an index made with 4 KB pages keeps them
 TABLES = ("meta", "articles", "chunks", "files")
 # A chunk's text: stored as a span of its article's text (chunks.text empty) unless it differs from that span;
 # rows of earlier releases hold a copy. SQLite's substr counts characters, as Python's slices do.
@@ -98,6 +99,8 @@ def create_database(db_path: Path) -> None:
         tmp.unlink()
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
+        # Before any table: a chunk row (~2.5 KB) fills most of a 4 KB page alone; 16 KB pages hold six (-15%)
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         prepare(conn, db_path.parent)
         conn.execute("PRAGMA journal_mode=WAL")  # recorded in the file: every later connection uses WAL
     finally:

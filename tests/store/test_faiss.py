@@ -151,6 +151,30 @@ def test_the_index_folder_holds_no_pickles(tmp_path: Path):
     assert (DATA / "articles").exists()
 
 
+def test_a_real_index_stores_chunk_vectors_in_float16_on_16_kb_pages_with_the_wal_checkpointed(tmp_path: Path):
+    """What keeps the index small on disk (bench/index_query.py prints the size against the text): a chunk row
+    alone fills most of a 4 KB page, so pages are 16 KB; vectors are float16 and the results read back as before."""
+    import sqlite3
+
+    import qa
+    from qa.settings import Settings
+
+    assistant = qa.Assistant(Settings(index_dir=tmp_path / "index", backend="extractive"))
+    assistant.index([SEEDS])
+    conn = sqlite3.connect(tmp_path / "index" / "qa.sqlite")
+    try:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+        assert {n for (n,) in conn.execute("SELECT DISTINCT length(vector) FROM chunks")} == {2 * 384}
+    finally:
+        conn.close()
+    wal = tmp_path / "index" / "qa.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    answer = assistant.ask("Why did Russia decline?")
+    assert "one-sided" in answer.citations[0].quote
+    fresh = qa.Assistant(Settings(index_dir=tmp_path / "index", backend="extractive"))  # reopened from disk
+    assert fresh.ask("Why did Russia decline?").citations[0].quote == answer.citations[0].quote
+
+
 def test_an_index_from_schema_1_opens_keeps_its_articles_and_still_answers(tmp_path: Path):
     import sqlite3
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from qa.store import Filters, SQLiteStore, Upsert
+from qa.store.codec import decode_vectors
 from qa.store.faiss_index import FaissIndex, FaissOptions
 from tests.helpers import ROOT
 from tests.store.contract import DIM, StoreContract, article, dense_ids, sparse_ids, unit, upsert
@@ -114,6 +115,7 @@ CRASH = """
 import os, sys
 sys.path.insert(0, {root!r})
 from qa.store import SQLiteStore
+from qa.store.codec import decode_vectors
 from qa.store.faiss_index import FaissIndex, FaissOptions
 from tests.store.contract import upsert
 path = {path!r}
@@ -201,7 +203,7 @@ def test_above_its_size_the_index_is_ivf_with_recall_close_to_exact_and_filters_
     with store.read() as view:
         rows = view.conn.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
         ids = np.array([r[0] for r in rows])
-        matrix = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        matrix = decode_vectors([r[1] for r in rows], DIM)
         for q in queries:
             exact = set(ids[np.argsort(-(matrix @ q))[:10]].tolist())
             recall.append(len(exact & {i for i, _ in view.dense(q, 10)}) / 10)
