@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from qa.store import Filters
+from qa.store.codec import encode_vector
 from qa.store.milvus import MilvusIndex, filter_expr
 from qa.store.sql import add_functions, filter_sql
 
@@ -104,8 +105,8 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> MilvusIndex:
     index = MilvusIndex(str(path), create=True)
     index.collection = "filters"
     index._create_collection(4)
-    vector = np.full(4, 0.5, dtype=np.float32).tobytes()
-    index._insert_rows(iter([(rid, vector, source, url, published) for rid, source, url, published in RECORDS]))
+    vector = encode_vector(np.full(4, 0.5, dtype=np.float32))
+    index._insert_rows(iter([(rid, vector, source, url, published) for rid, source, url, published in RECORDS]), 4)
     return index
 
 
