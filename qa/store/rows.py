@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from qa.store.base import StoreError, Upsert
-from qa.store.codec import encode_sentences, encode_vector
+from qa.store.codec import decode_vector, encode_sentences, encode_vector
 from qa.stories import store as stories
 
 
@@ -47,7 +47,8 @@ def insert(conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[tu
                 or not np.all(np.abs(sentence_vecs) <= 1.0001)  # unit vectors (also: no NaN), fit in float16
             ):
                 raise StoreError(f"chunk {chunk.chunk_id}: sentence vectors are not one unit vector a sentence")
-            vec = vec.astype(np.float16).astype(np.float32)  # as stored: searches before and after a reopen agree
+            blob = encode_vector(vec)
+            vec = decode_vector(blob, vec.size)  # as stored: searches before and after a reopen agree
             span = a.text[chunk.start : chunk.end] == chunk.text  # then only its offsets are stored
             cur = conn.execute(
                 "INSERT INTO chunks (chunk_id, article_id, ordinal, start, end, text, sentences, vector, "
@@ -60,7 +61,7 @@ def insert(conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[tu
                     chunk.end,
                     "" if span else chunk.text,
                     json.dumps(chunk.sentences),
-                    encode_vector(vec),
+                    blob,
                     None if sentence_vecs is None else encode_sentences(sentence_vecs),
                 ),
             )

@@ -99,7 +99,7 @@ def create_database(db_path: Path) -> None:
         tmp.unlink()
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
-        # Before any table: a chunk row (~2.5 KB) fills most of a 4 KB page alone; 16 KB pages hold six (-15%)
+        # Before any table: a chunk row (~2.5 KB) fills most of a 4 KB page alone; a 16 KB page holds six
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         prepare(conn, db_path.parent)
         conn.execute("PRAGMA journal_mode=WAL")  # recorded in the file: every later connection uses WAL
