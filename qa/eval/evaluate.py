@@ -20,6 +20,7 @@ from qa.eval.stats import percentile
 from qa.indexing.embed import VECTORS
 from qa.schema import Answer, Passage
 from qa.settings import Settings
+from qa.store.codec import FORMAT
 
 REPORT_KEYS = (
     "hit@1",
@@ -56,10 +57,11 @@ def load_questions(set_dir: Path) -> list[dict]:
 
 
 def eval_index_dir(set_dir: Path, settings: Settings, cache: Path | None = None) -> Path:
-    """A private index per (set, model, chunking, how sentence vectors are made), reused across runs and
-    updated incrementally."""
+    """A private index per (set, model, chunking, how sentence vectors are made and stored), reused across runs
+    and updated incrementally."""
     key = json.dumps(
         [str(set_dir.resolve()), settings.embed_model, settings.chunk_chars, settings.chunk_overlap_chars, VECTORS]
+        + [FORMAT]
     )
     root = cache or Path.home() / ".cache" / "news-qa" / "eval"
     return root / f"{set_dir.resolve().name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"

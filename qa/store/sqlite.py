@@ -3,7 +3,7 @@ VectorIndex (FAISS files by default, or Milvus) searches the vectors, an in-memo
 the words. Nothing is unpickled.
 
 Layout of the index folder:
-    qa.sqlite             articles, chunks (their text as a span of the article's; vectors and int8 sentence
+    qa.sqlite             articles, chunks (their text as a span of the article's; int8 vectors and 4-bit sentence
                           vectors: qa/store/codec.py), files, dense_removed and sparse_removed (the FAISS and BM25
                           change logs), meta(generation, dim, the checksums of the vector and BM25 files);
                           checkpointed after every commit, so the WAL stays small

@@ -44,7 +44,7 @@ def assert_same_index(a: Path, b: Path) -> None:
     ids_a, vectors_a = chunk_rows(a)
     ids_b, vectors_b = chunk_rows(b)
     assert ids_a == ids_b
-    assert np.allclose(vectors_a, vectors_b, atol=1e-3)  # stored as float16: one rounding step apart at most
+    assert np.allclose(vectors_a, vectors_b, atol=2.5e-3)  # stored as int8: one rounding step apart at most
 
 
 def test_qa_index_with_ray_equals_a_single_process_index(cluster: LocalRayCluster, tmp_path: Path, corpus: Path):
