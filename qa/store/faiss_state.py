@@ -249,8 +249,12 @@ def _is_ours(index: faiss.Index | None) -> bool:
 
 
 def _is_current_kind(index: faiss.Index) -> bool:
-    """Not the previous release's float32 flat file (that one is rebuilt as float16 at its first compaction)."""
-    return not (isinstance(index, faiss.IndexIDMap2) and isinstance(faiss.downcast_index(index.index), faiss.IndexFlat))
+    """IVF, or the 8-bit flat base; earlier releases' float32 and float16 flat files are rebuilt at their first
+    compaction."""
+    if not isinstance(index, faiss.IndexIDMap2):
+        return True
+    inner = faiss.downcast_index(index.index)
+    return isinstance(inner, faiss.IndexScalarQuantizer) and inner.sq.qtype == faiss.ScalarQuantizer.QT_8bit_uniform
 
 
 def _base_ids(index: faiss.Index | None) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -151,9 +152,10 @@ def test_the_index_folder_holds_no_pickles(tmp_path: Path):
     assert (DATA / "articles").exists()
 
 
-def test_a_real_index_stores_chunk_vectors_in_float16_on_16_kb_pages_with_the_wal_checkpointed(tmp_path: Path):
+def test_a_real_index_stores_int8_vectors_4_bit_sentences_an_8_bit_faiss_file_an_empty_wal(tmp_path: Path):
     """What keeps the index small on disk (bench/index_query.py prints the size against the text): a chunk row
-    alone fills most of a 4 KB page, so pages are 16 KB; vectors are float16 and the results read back as before."""
+    alone fills most of a 4 KB page, so pages are 16 KB; vectors are int8 (4-bit for sentences), the FAISS file holds
+    8-bit codes, and the results read back as before."""
     import sqlite3
 
     import qa
@@ -164,11 +166,16 @@ def test_a_real_index_stores_chunk_vectors_in_float16_on_16_kb_pages_with_the_wa
     conn = sqlite3.connect(tmp_path / "index" / "qa.sqlite")
     try:
         assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
-        assert {n for (n,) in conn.execute("SELECT DISTINCT length(vector) FROM chunks")} == {2 * 384}
+        assert {n for (n,) in conn.execute("SELECT DISTINCT length(vector) FROM chunks")} == {384 + 2}
+        rows = conn.execute("SELECT sentences, length(sentence_vectors) FROM chunks").fetchall()
+        assert all(size == len(json.loads(spans)) * (192 + 2) for spans, size in rows)
+        chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
     finally:
         conn.close()
     wal = tmp_path / "index" / "qa.sqlite-wal"
     assert not wal.exists() or wal.stat().st_size == 0
+    (faiss_file,) = (tmp_path / "index").glob("faiss-*.index")
+    assert faiss_file.stat().st_size < chunks * (384 + 8) + 4096  # a byte a value and the id: not float16's two
     answer = assistant.ask("Why did Russia decline?")
     assert "one-sided" in answer.citations[0].quote
     fresh = qa.Assistant(Settings(index_dir=tmp_path / "index", backend="extractive"))  # reopened from disk
