@@ -1,7 +1,8 @@
-"""An index written by the previous release (main before issue 16: schema 2, one whole float32 FAISS file per
-generation, float16 sentence vectors, no change log) opens and answers, and the next `qa index` carries it onto the
-new layout, without embedding its articles again. The old index is written here the way that release wrote it
-(its schema and its record format, copied below), with the real model, so no binary fixture is needed."""
+"""Indexes written by earlier releases open and answer, and the next `qa index` carries them onto the new layout,
+without embedding their articles again: main before issue 16 (schema 2, one whole float32 FAISS file per
+generation, float16 sentence vectors, no change log) and the release before the 8-bit layout (float16 chunk
+vectors and FAISS file, int8 sentence vectors). The old index is written here the way that release wrote it (its
+schema and its record format, copied below), with the real model, so no binary fixture is needed."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from qa.indexing.indexer import embed_text
 from qa.settings import Settings
 from qa.sources.ingest import load_file
 from qa.store import SCHEMA_VERSION, faiss_store
+from qa.store.codec import decode_sentences, decode_vector
 from tests.helpers import SEEDS
 
 OLD_SCHEMA = """
@@ -131,5 +133,61 @@ def test_an_index_of_the_previous_release_opens_answers_and_the_next_index_run_u
     for store in (assistant.store(), faiss_store(settings.index_dir, settings=settings)):  # this and a new process
         assert store.check() == [] and store.stats()["articles"] == 2
     fresh = qa.Assistant(settings)
+    assert "one-sided" in fresh.ask("Why did Russia decline?").citations[0].quote
+    assert "Port Elling" in fresh.ask("Where did the harbour bridge open?").citations[0].quote
+
+
+def rewrite_as_last_release(folder: Path) -> None:
+    """The index as the release before the 8-bit layout stored it: float16 chunk vectors, int8 sentence vectors
+    (one float16 scale a row) and a float16 flat FAISS base (the encodings copied from that release)."""
+    conn = sqlite3.connect(folder / "qa.sqlite", isolation_level=None)
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    dim = int(meta["dim"])
+    ids, vectors = [], []
+    for rowid, blob, spans, sents in conn.execute("SELECT id, vector, sentences, sentence_vectors FROM chunks"):
+        vec = decode_vector(blob, dim)
+        rows = decode_sentences(sents, len(json.loads(spans)), dim)
+        scale = (np.abs(rows).max(axis=1) / 127.0).astype(np.float16)
+        codes = np.clip(np.rint(rows / scale.astype(np.float32)[:, None]), -127, 127).astype(np.int8)
+        conn.execute(
+            "UPDATE chunks SET vector = ?, sentence_vectors = ? WHERE id = ?",
+            (vec.astype(np.float16).tobytes(), scale.tobytes() + codes.tobytes(), rowid),
+        )
+        ids.append(rowid)
+        vectors.append(vec)
+    index = faiss.IndexIDMap2(
+        faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    )
+    index.add_with_ids(np.vstack(vectors), np.array(ids, dtype=np.int64))
+    data = faiss.serialize_index(index).tobytes()
+    (folder / f"faiss-{meta['faiss_base']}.index").write_bytes(data)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'faiss_sha256'", (hashlib.sha256(data).hexdigest(),))
+    conn.close()
+
+
+def test_an_index_of_the_last_release_answers_and_its_next_commit_writes_the_8_bit_layout(tmp_path: Path):
+    settings = Settings(index_dir=tmp_path / "index", backend="extractive")
+    qa.Assistant(settings).index([SEEDS])
+    rewrite_as_last_release(settings.index_dir)
+    assistant = qa.Assistant(settings)
+    answer = assistant.ask("Why did Russia decline?")
+    assert not answer.abstained and "one-sided" in answer.citations[0].quote
+    assert all(p.sentence_vectors is not None for p in answer.passages)  # the int8 ones are read
+    assert assistant.store().check() == []
+
+    news = tmp_path / "news"
+    news.mkdir()
+    (news / "bridge.txt").write_text("Harbour Bridge Opens\n\nThe harbour bridge in Port Elling opened on Monday.\n")
+    report = assistant.index([SEEDS, news])
+    assert len(report.unchanged) == 1 and len(report.added) == 1  # the old rows are kept, not embedded again
+    with sqlite3.connect(settings.index_dir / "qa.sqlite") as conn:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        sizes = dict(conn.execute("SELECT length(vector), COUNT(*) FROM chunks GROUP BY 1").fetchall())
+    assert set(sizes) == {2 * 384, 384 + 2}  # float16 rows of the seed beside int8 rows of the new article
+    base_file = faiss.read_index(str(settings.index_dir / f"faiss-{meta['faiss_base']}.index"))
+    base = faiss.downcast_index(base_file.index)  # base_file kept: it owns (and would free) the inner index
+    assert base.sq.qtype == faiss.ScalarQuantizer.QT_8bit_uniform and base.ntotal == sum(sizes.values())
+    fresh = qa.Assistant(settings)
+    assert fresh.store().check() == []
     assert "one-sided" in fresh.ask("Why did Russia decline?").citations[0].quote
     assert "Port Elling" in fresh.ask("Where did the harbour bridge open?").citations[0].quote
