@@ -2,7 +2,7 @@
 standalone/cluster server (vector_uri = http(s)://host:19530); the code is the same for both.
 
 It takes the place of the FAISS files (qa/store/faiss_index.py). SQLite stays the source of truth for everything
-else: articles, chunk text and spans, the vectors themselves (float16), BM25, file stamps and the generation. Milvus
+else: articles, chunk text and spans, the vectors themselves (int8), BM25, file stamps and the generation. Milvus
 holds one row per chunk (the SQLite chunk id, its vector, lower-cased source and url, published date), so the
 source/date filters run inside the Milvus search.
 

@@ -40,11 +40,11 @@ def insert(conn: sqlite3.Connection, upserts: Sequence[Upsert]) -> tuple[list[tu
         )
         for chunk, vec, sentence_vecs in zip(chunks, vecs, per_sentence, strict=True):
             vec = np.ascontiguousarray(vec, dtype=np.float32)
-            if not np.all(np.abs(vec) <= 1.0001):  # unit vectors (also: no NaN), fit in float16
+            if not np.all(np.abs(vec) <= 1.0001):  # unit vectors (also: no NaN): inside the FAISS file's [-1, 1]
                 raise StoreError(f"chunk {chunk.chunk_id}: its vector is not a unit vector")
             if sentence_vecs is not None and (
                 np.shape(sentence_vecs) != (len(chunk.sentences), vec.size)
-                or not np.all(np.abs(sentence_vecs) <= 1.0001)  # unit vectors (also: no NaN), fit in float16
+                or not np.all(np.abs(sentence_vecs) <= 1.0001)  # unit vectors (also: no NaN)
             ):
                 raise StoreError(f"chunk {chunk.chunk_id}: sentence vectors are not one unit vector a sentence")
             blob = encode_vector(vec)
