@@ -78,7 +78,11 @@ def main() -> None:
         model.encode(["warm up the model and its threads"])
 
         articles, _ = load_file(corpus, 10**9)
-        chunked, chunk_s = timed(lambda: [(a, c) for a in articles for c in chunk_article(a)])
+        chunked, chunk_s = timed(
+            lambda: [
+                (a, c) for a in articles for c in chunk_article(a, settings.chunk_chars, settings.chunk_overlap_chars)
+            ]
+        )
         texts = [embed_text(a, c)[0] for a, c in chunked]
         _, raw_s = timed(model.encode, texts, batch_size=settings.embed_batch_size, normalize_embeddings=True)
 
@@ -95,7 +99,7 @@ def main() -> None:
     rows = [
         ("corpus", f"{args.set.name}: {len(articles)} articles, {text_mb:.1f} M characters of text"),
         (
-            "our chunks (600/150, headline + sentences)",
+            f"our chunks ({settings.chunk_chars}/{settings.chunk_overlap_chars}, headline + sentences)",
             f"{n:,}; chunking alone {chunk_s:.1f} s ({chunk_s / ours_s:.1%})",
         ),
         ("raw SentenceTransformer.encode of our chunk texts", f"{raw_s:.1f} s, {n / raw_s:.1f} chunks/s"),
