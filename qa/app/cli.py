@@ -241,7 +241,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import SecretStr
 
-    from qa.app.http_api import allowed_backends
+    from qa.app.api_models import allowed_backends
     from qa.app.web import serve
 
     update: dict = {"backend": args.backend} if args.backend else {}

@@ -15,7 +15,8 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa.app.http_api import NO_BUFFER, Api, ApiError, IsoDate, allowed_backends, error_body, final
+from qa.app.api_models import ApiError, IsoDate, allowed_backends, error_body
+from qa.app.http_api import NO_BUFFER, Api, final
 
 
 class ChatMessage(BaseModel):

@@ -19,7 +19,7 @@ from gradio_client.utils import is_http_url_like
 
 from qa.answer.when import as_date
 from qa.api import Assistant
-from qa.app.http_api import (
+from qa.app.api_models import (
     DIGEST_MAX_STORIES,
     ApiError,
     allowed_backends,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import qa
-from qa.app.http_api import Api, ApiError, AskRequest, allowed_backends, check_question, public_answer
+from qa.app.api_models import ApiError, AskRequest, allowed_backends, check_question, public_answer
+from qa.app.http_api import Api
 from qa.app.openai_api import ChatMessage, _conversation, _openai_chunks
 from qa.schema import Answer, Citation
 from qa.settings import Settings
