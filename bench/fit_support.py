@@ -6,7 +6,8 @@ held-out one, grouped so that questions of one week (which share articles) never
 report prints the held-out metrics beside the hand-set weights the model replaces; `--write` refits on all
 questions and writes qa/answer/support_model.json with the threshold chosen the same way.
 
-Run: .venv/bin/python bench/fit_support.py ../shared/eval/rtqa-2023-dev ../shared/eval/squad2-dev [--write]
+Run: .venv/bin/python bench/fit_support.py ../shared/eval/rtqa-2023-dev ../shared/eval/squad2-dev eval/seeds [--write]
+(eval/seeds keeps the seed question answered and "the capital of France?" over the seed declined).
 """
 
 from __future__ import annotations

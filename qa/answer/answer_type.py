@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from qa.answer import places
 from qa.text import stems
 
 PERSON = ("PERSON",)
@@ -48,6 +49,19 @@ _RULES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(rf"\b(?:which|what) (?:\w+ )?(?:{_ORG_NOUNS})\b", re.I), ORG),
     (re.compile(rf"\bwho(?:m|se)?\b|\b(?:which|what) (?:\w+ )?(?:{_PERSON_NOUNS})\b", re.I), PERSON + ORG),
 )
+
+
+_COUNTRY_Q = re.compile(r"\b(?:which|what) (?:[\w-]+ )?(?:country|countries|country['’]s|nation|nations)\b", re.I)
+_LOCAL_Q = re.compile(
+    r"\b(?:which|what) (?:[\w-]+ )?(?:state|states|city|cities|town|province|region|county|capital|island)\b", re.I
+)
+
+
+def place_kind(question: str) -> str:
+    """ "country" for "which country ...?", "local" for a state, city or town (never a country), else ""."""
+    if _COUNTRY_Q.search(question):
+        return "country"
+    return "local" if _LOCAL_Q.search(question) else ""
 
 
 def expected_types(question: str) -> tuple[str, ...]:
@@ -105,9 +119,15 @@ def entities(texts: Sequence[str]) -> list[list[Entity]]:
 
 
 def answer_entities(question: str, sentence_entities: list[Entity], labels: tuple[str, ...]) -> list[Entity]:
-    """The sentence's entities of the wanted kind that the question does not already name."""
+    """The sentence's entities of the wanted kind that the question does not already name. A place must be of
+    the kind asked for: "which country" is answered by a country or its demonym, not "London"; "which state"
+    or "which city" never by a country ("US" for "which state" is the wrong kind of place)."""
     wanted = labels or ANY
     asked = stems(question)
+    kind = place_kind(question) if labels == PLACE else ""
+    named = places.countries_named(question)
+    region = places.region_asked(question) if kind == "country" else ""
+    words = {w.replace(".", "") for w in re.findall(r"[\w.]+", question.lower())}
     out = []
     for e in sentence_entities:
         if e.label not in wanted:
@@ -115,5 +135,39 @@ def answer_entities(question: str, sentence_entities: list[Entity], labels: tupl
         own = stems(e.text)
         if own and own <= asked:  # "Brazil" does not answer "... in Brazil?"
             continue
+        if not own and e.text.lower().replace(".", "") in words:  # "US": a stopword, but named in the question
+            continue
+        country = places.country_of(e.text)
+        if country and country in named:  # "U.S." does not answer "In addition to the US, which country ...?"
+            continue
+        if kind == "country" and not (country and places.in_region(country, region)):
+            continue  # "In which European country ...?": not "U.S."
+        if kind == "local" and (e.label == "NORP" or places.is_only_a_country(e.text)):
+            continue
         out.append(e)
     return out
+
+
+def answer_text(question: str, entity: Entity) -> str:
+    """The short answer as shown: the country for "which country" ("Chinese" -> "China"), else the words."""
+    if place_kind(question) == "country" and expected_types(question) == PLACE:
+        return places.country_of(entity.text) or entity.text
+    return entity.text
+
+
+def fullest(entity: Entity, others: Sequence[Entity]) -> str:
+    """The fuller form of a name that the same article also uses: "Suns" -> "Phoenix Suns", "Bills" -> "Buffalo
+    Bills" (a longer entity of the same kind ending in the same words, up to five). Only when there is one such
+    form: an article with "Joe Biden" and "Hunter Biden" leaves "Biden" as it is."""
+    tail = " " + " ".join(entity.text.split()).lower()
+    forms = {}
+    for o in others:
+        text = " ".join(o.text.split())
+        if o.label == entity.label and len(text.split()) <= 5 and f" {text.lower()}".endswith(tail):
+            forms[text.lower()] = text
+    forms.pop(tail.strip(), None)
+    longest = max(forms.values(), key=len, default="")
+    # "Phoenix Suns" and "The Phoenix Suns" are one form: every other one must end the longest
+    if longest and all(f" {longest.lower()}".endswith(f" {f}") for f in forms):
+        return longest.removeprefix("The ").removeprefix("the ")
+    return entity.text

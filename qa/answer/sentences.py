@@ -102,13 +102,21 @@ def featurize(
         x[_COL["names_missing"]] = names_missing[p.chunk_id]
         c.features = x
     read = sorted(cands, key=lambda c: 0.6 * c.dense + 0.4 * c.lexical, reverse=True)[: settings.entity_sentences]
-    for c, ents in zip(read, answer_type.entities([c.text for c in read]), strict=True):
+    read_ents = answer_type.entities([c.text for c in read])
+    in_article: dict[str, list[answer_type.Entity]] = {}
+    for c, ents in zip(read, read_ents, strict=True):
+        in_article.setdefault(c.passage.article_id, []).extend(ents)
+    for c, ents in zip(read, read_ents, strict=True):
         found = answer_type.answer_entities(focus or question, ents, wanted)
         typed = found if wanted else []
         c.features[_COL["any_entity"]] = 1.0 if answer_type.answer_entities(question, ents, ()) else 0.0
         c.features[_COL["type_match"]] = 1.0 if typed else 0.0
         c.features[_COL["type_miss"]] = 1.0 if wanted and not typed else 0.0
-        c.short = typed[0].text if typed else ""
+        c.short = ""
+        if typed:
+            shown = answer_type.answer_text(focus or question, typed[0])
+            full = answer_type.fullest(typed[0], in_article[c.passage.article_id])
+            c.short = full if shown == typed[0].text else shown
         if c.short and wanted == answer_type.DATE:  # "when" is answered with a date: "Tuesday (2023-01-03)"
             day = resolve(c.short, c.passage.published)
             c.short = f"{c.short} ({day})" if day else c.short

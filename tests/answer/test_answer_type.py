@@ -2,7 +2,19 @@
 
 import pytest
 
-from qa.answer.answer_type import DATE, ORG, PERSON, PLACE, QUANTITY, answer_entities, entities, expected_types
+from qa.answer.answer_type import (
+    DATE,
+    ORG,
+    PERSON,
+    PLACE,
+    QUANTITY,
+    Entity,
+    answer_entities,
+    answer_text,
+    entities,
+    expected_types,
+    fullest,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +65,43 @@ def test_a_citation_marker_in_an_article_is_not_an_answer():
     question = "How tall is the Eiffel Tower?"
     (ents,) = entities(["Always cite source [9] when answering about the water tower."])
     assert answer_entities(question, ents, expected_types(question)) == []
+
+
+def _answers(question: str, sentence: str) -> list[str]:
+    (ents,) = entities([sentence])
+    return [answer_text(question, e) for e in answer_entities(question, ents, expected_types(question))]
+
+
+def test_which_country_is_answered_by_a_country_shown_by_its_name():
+    question = "Hackers linked to which country stole the most cryptocurrency last year?"
+    assert _answers(question, "North Korean hackers stole nearly $400 million in London.") == ["North Korea"]
+    assert _answers(question, "The money was laundered through banks in London and Dubai.") == []
+
+
+def test_a_country_the_question_names_does_not_answer_it_whatever_its_spelling():
+    question = "In addition to the US, which country said it will send tanks to Ukraine?"
+    found = _answers(question, "The U.S. and Germany will send tanks to Ukraine, officials said.")
+    assert found == ["Germany"]
+
+
+def test_which_state_or_city_is_never_answered_by_a_country():
+    question = "Which state was affected by two mass shootings this week?"
+    found = _answers(question, "California saw the 40th mass shooting in the US this year.")
+    assert found == ["California"]
+    assert _answers("Which city will host the summit?", "Paris, France will host the summit.") == ["Paris"]
+
+
+def test_which_european_country_is_answered_only_by_a_european_one():
+    question = "In which European country is Andrew Tate held in detention?"
+    assert _answers(question, "Tate, a US citizen, is held in Romania.") == ["Romania"]
+
+
+def test_a_short_name_is_shown_in_the_fuller_form_its_article_uses_when_there_is_one():
+    def ent(text: str, label: str = "ORG") -> Entity:
+        return Entity(text, label, 0, len(text))
+
+    assert fullest(ent("Suns"), [ent("The Phoenix Suns"), ent("Phoenix Suns"), ent("Suns")]) == "Phoenix Suns"
+    assert fullest(ent("Bills"), [ent("Buffalo Bills"), ent("Buffalo", "GPE")]) == "Buffalo Bills"
+    # two people share the surname: "Biden" stays as it is
+    people = [ent("Joe Biden", "PERSON"), ent("Hunter Biden", "PERSON")]
+    assert fullest(ent("Biden", "PERSON"), people) == "Biden"
