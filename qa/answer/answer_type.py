@@ -57,6 +57,7 @@ _LOCAL_Q = re.compile(
 )
 
 
+@lru_cache(maxsize=1024)
 def place_kind(question: str) -> str:
     """ "country" for "which country ...?", "local" for a state, city or town (never a country), else ""."""
     if _COUNTRY_Q.search(question):

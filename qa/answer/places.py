@@ -43,6 +43,7 @@ def _regions() -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=1024)
 def region_asked(question: str) -> str:
     """The region a question's "which European country" names, lower-case, else ""."""
     q = question.lower()
@@ -98,7 +99,8 @@ def country_of(text: str) -> str | None:
     return names.get(_key(text))
 
 
-def countries_named(text: str) -> set[str]:
+@lru_cache(maxsize=1024)  # asked once per sentence read for the same question
+def countries_named(text: str) -> frozenset[str]:
     """The countries a text names by any of their forms ("In addition to the US, which country" -> United States)."""
     names, codes, _ = _tables()
     found = {codes[w] for w in re.findall(r"\b[A-Z]{2,3}\b", text.replace(".", "")) if w in codes}
@@ -108,7 +110,7 @@ def countries_named(text: str) -> set[str]:
             country = names.get(" ".join(words[i : i + n]))
             if country:
                 found.add(country)
-    return found
+    return frozenset(found)
 
 
 def is_only_a_country(text: str) -> bool:
