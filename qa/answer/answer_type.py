@@ -130,7 +130,7 @@ def answer_entities(question: str, sentence_entities: list[Entity], labels: tupl
     region = places.region_asked(question) if kind == "country" else ""
     words = {w.replace(".", "") for w in re.findall(r"[\w.]+", question.lower())}
     out = []
-    for e in sentence_entities:
+    for e in _with_countries_inside(sentence_entities, asked) if kind == "country" else sentence_entities:
         if e.label not in wanted:
             continue
         own = stems(e.text)
@@ -147,6 +147,41 @@ def answer_entities(question: str, sentence_entities: list[Entity], labels: tupl
             continue
         out.append(e)
     return out
+
+
+def _with_countries_inside(found: list[Entity], asked: set[str]) -> list[Entity]:
+    """Entities plus the country that leads a name made of it and the question's words: "the French Foreign
+    Ministry" (one ORG to spaCy) holds the answer "French" to "Which country's foreign ministry ...?"."""
+    out = []
+    for e in found:
+        out.append(e)
+        if e.label in PLACE:
+            continue
+        lead = len(e.text) - len(e.text.removeprefix("the ").removeprefix("The "))
+        parts = e.text[lead:].split(" ")
+        for n in (3, 2, 1):
+            head, rest = " ".join(parts[:n]), " ".join(parts[n:])
+            if rest and places.country_of(head) and stems(rest) and stems(rest) <= asked:
+                out.append(Entity(head, "NORP", e.start + lead, e.start + lead + len(head)))
+                break
+    return out
+
+
+_NEXT = re.compile(r"^(?:['’]s)? +(\w+)")  # a space between, not a comma or a bracket: "(owns ABC), Sony"
+_PREV = re.compile(r"(\w+) +$")
+
+
+def by_neighbour(question: str, sentence: str, found: list[Entity]) -> list[Entity]:
+    """`found` with the entities standing right next to a word of the question first, in sentence order:
+    "which was initiated by the French Foreign Ministry" answers "Which country's foreign ministry ...?" with
+    "French", not with the "United States" listed earlier in the sentence."""
+    asked = stems(question)
+
+    def beside(e: Entity) -> bool:
+        after, before = _NEXT.match(sentence[e.end :]), _PREV.search(sentence[: e.start])
+        return any(m and stems(m.group(1)) & asked for m in (after, before))
+
+    return sorted(found, key=lambda e: not beside(e))
 
 
 def answer_text(question: str, entity: Entity) -> str:

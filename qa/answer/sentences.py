@@ -108,7 +108,7 @@ def featurize(
         in_article.setdefault(c.passage.article_id, []).extend(ents)
     for c, ents in zip(read, read_ents, strict=True):
         found = answer_type.answer_entities(focus or question, ents, wanted)
-        typed = found if wanted else []
+        typed = answer_type.by_neighbour(focus or question, c.text, found) if wanted else []
         c.features[_COL["any_entity"]] = 1.0 if answer_type.answer_entities(question, ents, ()) else 0.0
         c.features[_COL["type_match"]] = 1.0 if typed else 0.0
         c.features[_COL["type_miss"]] = 1.0 if wanted and not typed else 0.0

@@ -11,6 +11,7 @@ from qa.answer.answer_type import (
     Entity,
     answer_entities,
     answer_text,
+    by_neighbour,
     entities,
     expected_types,
     fullest,
@@ -105,3 +106,25 @@ def test_a_short_name_is_shown_in_the_fuller_form_its_article_uses_when_there_is
     # two people share the surname: "Biden" stays as it is
     people = [ent("Joe Biden", "PERSON"), ent("Hunter Biden", "PERSON")]
     assert fullest(ent("Biden", "PERSON"), people) == "Biden"
+
+
+def test_the_country_inside_a_name_made_of_the_questions_words_answers_before_a_listed_one():
+    # the seed question: "the French Foreign Ministry" is one ORG to spaCy, listed after six other countries
+    question = "Which country's foreign ministry initiated the Paris meeting?"
+    sentence = (
+        "Foreign ministers from 15 countries, including the United States, Germany and Qatar, are expected to "
+        "attend the Paris meeting, which was initiated by the French Foreign Ministry."
+    )
+    (ents,) = entities([sentence])
+    found = by_neighbour(question, sentence, answer_entities(question, ents, expected_types(question)))
+    assert answer_text(question, found[0]) == "France"
+    assert {"the United States", "Germany", "Qatar"} <= {e.text for e in found[1:]}
+
+
+def test_without_a_question_word_beside_any_entity_the_sentence_order_stands():
+    question = "Which country won the most medals?"
+    sentence = "Norway finished ahead of Germany and the United States in the table."
+    (ents,) = entities([sentence])
+    found = answer_entities(question, ents, expected_types(question))
+    assert [e.text for e in by_neighbour(question, sentence, found)] == [e.text for e in found]
+    assert found[0].text == "Norway"
