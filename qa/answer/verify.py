@@ -93,8 +93,11 @@ def verify(raw: str, sources: list[Candidate], embedder: Embedder, settings: Set
         elif len(sentence.split()) < MIN_WORDS:
             notes.append(f"dropped a fragment: {sentence!r}")
         elif support[best] >= min_support:
-            was = f"[{valid[0] + 1}]" if valid else "no citation"
-            notes.append(f"re-pointed {was} to [{best + 1}] for: {sentence!r}")
+            # no source numbers in the note: the answer shown is renumbered in citation order
+            if valid:
+                notes.append(f"re-pointed a citation its source does not support to one that does: {sentence!r}")
+            else:
+                notes.append(f"cited the supporting source of a sentence the model left uncited: {sentence!r}")
             kept.append((sentence, [best], support[best]))
         else:
             notes.append(f"dropped a sentence no source supports: {sentence!r}")

@@ -58,6 +58,7 @@ def test_a_wrong_citation_is_re_pointed_to_the_source_that_supports_it(sources, 
 def test_a_missing_citation_is_added(sources, embedder):
     out = check("Ministers from 15 countries are expected at the Paris meeting.", sources, embedder)
     assert out.text.endswith("[1]") and out.citations[0].quote == SOURCES[2]
+    assert any("left uncited" in n for n in out.notes)
 
 
 def test_citations_to_sources_that_do_not_exist_are_never_shown(sources, embedder):
