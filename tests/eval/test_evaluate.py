@@ -14,12 +14,13 @@ from qa.eval.evaluate import REPORT_KEYS, contains_any, gold_rank, summarize
 from qa.schema import Passage
 
 
-def _row(answerable=True, rank=None, abstained=False, contains=False, cited=0, correct=0):
+def _row(answerable=True, rank=None, abstained=False, contains=False, cited=0, correct=0, short=False):
     return {
         "answerable": answerable,
         "rank": rank,
         "abstained": abstained,
         "contains_gold": contains,
+        "short_gold": short,
         "citations": cited,
         "citations_correct": correct,
     }
@@ -27,7 +28,7 @@ def _row(answerable=True, rank=None, abstained=False, contains=False, cited=0, c
 
 def test_metric_arithmetic_matches_hand_computed_values():
     rows = [
-        _row(rank=1, contains=True, cited=2, correct=2),
+        _row(rank=1, contains=True, cited=2, correct=2, short=True),
         _row(rank=3, contains=True, cited=1, correct=0),
         _row(rank=None, abstained=True),
         _row(rank=7, contains=False, cited=1, correct=1),
@@ -39,6 +40,7 @@ def test_metric_arithmetic_matches_hand_computed_values():
     assert (m["hit@1"], m["hit@5"], m["hit@10"]) == (0.25, 0.5, 0.75)
     assert m["mrr@10"] == pytest.approx((1 + 1 / 3 + 1 / 7) / 4)
     assert m["answer_contains_gold"] == 0.5
+    assert m["short_answer_gold"] == 0.25  # only one answer's bold entity holds the gold answer
     assert m["false_abstention"] == 0.25
     assert m["citation_precision"] == pytest.approx(3 / 4)  # answered answerable: 3 of 4 citations right
     assert m["abstention_unanswerable"] == 0.5
