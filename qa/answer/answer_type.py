@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from qa.answer import places
-from qa.text import stems
+from qa.text import STOPWORDS, stems
 
 PERSON = ("PERSON",)
 ORG = ("ORG",)
@@ -191,16 +191,33 @@ def answer_text(question: str, entity: Entity) -> str:
     return entity.text
 
 
-def fullest(entity: Entity, others: Sequence[Entity]) -> str:
+# a capitalised word or a number: "Buffalo", "Three 6 Mafia", "O'Brien"; not "Musk's", "I'm" or "Acre."
+_CAP = r"(?:[A-Z][\w&]*(?:['’][A-Z]\w*)?|\d+)"
+
+
+def fullest(entity: Entity, others: Sequence[Entity], texts: Sequence[str] = ()) -> str:
     """The fuller form of a name that the same article also uses: "Suns" -> "Phoenix Suns", "Bills" -> "Buffalo
-    Bills" (a longer entity of the same kind ending in the same words, up to five). Only when there is one such
-    form: an article with "Joe Biden" and "Hunter Biden" leaves "Biden" as it is."""
-    tail = " " + " ".join(entity.text.split()).lower()
+    Bills": a longer entity of the same kind ending in the same words (up to five), or for an organisation up to
+    three capitalised words before it in the article's text ("Buffalo Bills player ...", which spaCy may not
+    mark; not for people, whose titles would pile up: "House GOP Leader Kevin McCarthy"). Only when there is
+    one such form: an article with "Joe Biden" and "Hunter Biden" leaves "Biden" as it is."""
+    name = " ".join(entity.text.split())
+    tail = f" {name.lower()}"
     forms = {}
     for o in others:
         text = " ".join(o.text.split())
         if o.label == entity.label and len(text.split()) <= 5 and f" {text.lower()}".endswith(tail):
             forms[text.lower()] = text
+    if entity.label in ORG:
+        before = re.compile(rf"(?<![\w&'’.-])((?:{_CAP} ){{1,3}}){re.escape(name)}(?![\w&])")
+        for text in texts:
+            for m in before.finditer(text):
+                words = m.group(1).split()
+                while words and words[0].lower() in STOPWORDS:  # "The Phoenix Suns", "On Monday ..." at a start
+                    words.pop(0)
+                if words:
+                    form = " ".join([*words, name])
+                    forms[form.lower()] = form
     forms.pop(tail.strip(), None)
     longest = max(forms.values(), key=len, default="")
     # "Phoenix Suns" and "The Phoenix Suns" are one form: every other one must end the longest

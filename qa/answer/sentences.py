@@ -104,6 +104,11 @@ def featurize(
     read = sorted(cands, key=lambda c: 0.6 * c.dense + 0.4 * c.lexical, reverse=True)[: settings.entity_sentences]
     read_ents = answer_type.entities([c.text for c in read])
     in_article: dict[str, list[answer_type.Entity]] = {}
+    agree_key: dict[int, str] = {}
+    texts: dict[str, list[str]] = {}  # the pooled passages of each article
+    for c in cands:
+        if c.passage.text not in texts.setdefault(c.passage.article_id, []):
+            texts[c.passage.article_id].append(c.passage.text)
     for c, ents in zip(read, read_ents, strict=True):
         in_article.setdefault(c.passage.article_id, []).extend(ents)
     for c, ents in zip(read, read_ents, strict=True):
@@ -120,13 +125,17 @@ def featurize(
         if c.short and wanted == answer_type.DATE:  # "when" is answered with a date: "Tuesday (2023-01-03)"
             day = resolve(c.short, c.passage.published)
             c.short = f"{c.short} ({day})" if day else c.short
+        if c.short:
+            agree_key[id(c)] = c.short.lower()  # agreement on the names spaCy found, as the support model was fitted
+            if typed[0].label in answer_type.ORG:  # in full as the article's text has it: "Buffalo Bills"
+                c.short = answer_type.fullest(typed[0], in_article[c.passage.article_id], texts[c.passage.article_id])
     by_answer: dict[str, set[str]] = {}
     for c in read:
-        if c.short:
-            by_answer.setdefault(c.short.lower(), set()).add(c.passage.article_id)
+        if id(c) in agree_key:
+            by_answer.setdefault(agree_key[id(c)], set()).add(c.passage.article_id)
     for c in read:
-        if c.short:
-            c.features[_COL["agree"]] = min(len(by_answer[c.short.lower()]) - 1, 3) / 3
+        if id(c) in agree_key:
+            c.features[_COL["agree"]] = min(len(by_answer[agree_key[id(c)]]) - 1, 3) / 3
 
 
 def _embed_alone(qvec: np.ndarray, q_stems: set[str], cands: list[Candidate], embedder: Embedder, best: int) -> None:

@@ -108,6 +108,21 @@ def test_a_short_name_is_shown_in_the_fuller_form_its_article_uses_when_there_is
     assert fullest(ent("Biden", "PERSON"), people) == "Biden"
 
 
+def test_a_team_or_band_takes_its_full_name_from_the_articles_text_when_no_entity_carries_it():
+    def ent(text: str, label: str = "ORG") -> Entity:
+        return Entity(text, label, 0, len(text))
+
+    texts = ["Buffalo Bills player Damar Hamlin remains hospitalized.", "On Thursday, the Bills said he improved."]
+    assert fullest(ent("Bills"), [], texts) == "Buffalo Bills"
+    assert fullest(ent("Mafia"), [], ["She got her start as a teenager in Three 6 Mafia."]) == "Three 6 Mafia"
+    # a possessive, a sentence end or a second full name is not a fuller form
+    assert fullest(ent("Twitter Inc."), [], ["Elon Musk's Twitter Inc. was sued."]) == "Twitter Inc."
+    assert fullest(ent("BBC"), [], ["He reached Acre. The BBC said so."]) == "BBC"
+    assert fullest(ent("Bills"), [], ["Buffalo Bills fans", "the Dollar Bills Club"]) == "Bills"
+    # people keep the name spaCy found: titles would pile up
+    assert fullest(ent("Kevin McCarthy", "PERSON"), [], ["House GOP Leader Kevin McCarthy spoke."]) == "Kevin McCarthy"
+
+
 def test_the_country_inside_a_name_made_of_the_questions_words_answers_before_a_listed_one():
     # the seed question: "the French Foreign Ministry" is one ORG to spaCy, listed after six other countries
     question = "Which country's foreign ministry initiated the Paris meeting?"
