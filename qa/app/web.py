@@ -12,23 +12,16 @@ import threading
 import time
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 
 import gradio as gr
-from gradio_client.utils import is_http_url_like
 
 from qa.answer.when import as_date
 from qa.api import Assistant
 from qa.app.api_models import (
-    DIGEST_MAX_STORIES,
-    ApiError,
     allowed_backends,
     check_day,
     check_question,
     check_topic,
-    error_of,
-    public_answer,
-    public_stories,
 )
 from qa.app.render import (  # noqa: F401  (tests and callers have always found these in qa.app.web)
     _MARKER,
@@ -41,8 +34,9 @@ from qa.app.render import (  # noqa: F401  (tests and callers have always found 
     timeline_markdown,
 )
 from qa.app.server import serve  # noqa: F401  (qa.app.web.serve: where callers have always found it)
-from qa.app.uploads import Saved, repeat_lines, save_uploads, shown_report
-from qa.schema import Answer, IndexReport
+from qa.app.web_endpoints import endpoints
+from qa.app.web_uploads import local_files_only, upload_handler
+from qa.schema import Answer
 from qa.sources.ingest import SUPPORTED
 from qa.store import IndexMissing
 
@@ -98,48 +92,6 @@ def stats_markdown(assistant: Assistant) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-# -- uploads -------------------------------------------------------------------------------------------------
-def local_files_only(block: gr.File) -> gr.File:
-    """Make `block` refuse a URL a caller puts in its payload: Gradio downloads public URLs for anyone calling
-    the upload endpoint with `{"path": "https://..."}`; uploads are files the caller sends. (Patched on the
-    instance: a gr.File subclass would make Gradio write a .pyi stub beside this module.)"""
-    move, async_move = block.move_resource_to_block_cache, block.async_move_resource_to_block_cache
-
-    def local(url_or_file_path: str | Path | None) -> str | None:
-        _no_url(url_or_file_path)
-        return move(url_or_file_path)
-
-    async def async_local(url_or_file_path: str | Path | None) -> str | None:
-        _no_url(url_or_file_path)
-        return await async_move(url_or_file_path)
-
-    block.move_resource_to_block_cache, block.async_move_resource_to_block_cache = local, async_local
-    return block
-
-
-def _no_url(value: object) -> None:
-    if is_http_url_like(value):
-        raise gr.Error("this server does not fetch URLs for callers; upload the file itself")
-
-
-def _drop_temp(paths: list[str]) -> None:
-    """Delete Gradio's temp copies of an upload (<GRADIO_TEMP_DIR>/<hash>/<name>) once they are stored."""
-    for path in paths:
-        try:
-            Path(path).unlink(missing_ok=True)
-            Path(path).parent.rmdir()
-        except OSError:  # not empty, or already gone
-            pass
-
-
-def report_markdown(report: IndexReport, saved: Saved | None = None) -> str:
-    """The upload's report as Markdown (every name and reason escaped)."""
-    lines = [f"**Indexed:** {report.counts()}"]
-    pairs = report.lines() + (repeat_lines(saved) if saved else [])
-    lines += [f"- {what}: {md_escape(item)}" for what, item in pairs]
-    return "\n".join(lines)
 
 
 # -- the app -------------------------------------------------------------------------------------------------
@@ -208,37 +160,6 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         return turns[index // 2]["sources"] if 0 <= index // 2 < len(turns) else gr.skip()
 
-    def upload(paths: list[str] | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
-        """Index uploaded articles (stored under <index>/uploads/<content hash>/); the report and new stats."""
-        if not paths:
-            return "No files received.", stats_markdown(assistant), None
-        progress(0.05, desc="Saving files")
-        folder = (settings.index_dir / "uploads").resolve()
-        try:
-            saved = save_uploads(((p, p) for p in paths), folder, settings.max_file_bytes, settings.web_max_files)
-        finally:
-            _drop_temp(list(paths))
-        report = None
-        if saved.paths:
-            progress(0.2, desc=f"Indexing {len(saved.paths)} file(s)")
-            try:
-                with index_lock:
-                    report = assistant.index(saved.paths)
-            except Exception as exc:
-                return f"⚠️ **Indexing failed:** {md_escape(error_of(exc).message)}", stats_markdown(assistant), None
-        return report_markdown(shown_report(report, saved, folder), saved), stats_markdown(assistant), None
-
-    def ask(question: str, history: list[dict[str, str]] | None = None, backend: str = "", k: int = 0) -> dict:
-        """Answer `question` from the indexed articles: the JSON of `qa ask --json` (text, citations, ...)."""
-        try:
-            if not isinstance(question, str) or not isinstance(history, list | None):
-                raise ApiError(422, "question must be text and history a list of {role, content} messages")
-            check_question(settings, question, history, k or None, backend or None)
-            answer = assistant.ask(question, k=k or None, history=history or None, backend=backend or None)
-            return public_answer(answer)
-        except Exception as exc:  # the caller gets the message (Gradio would send {"error": null})
-            raise gr.Error(error_of(exc).message) from exc
-
     def show_timeline(topic: str, since: str, until: str, as_of: str) -> str:
         """The Timeline tab: the story's dated events, oldest first, or the error."""
         try:
@@ -264,29 +185,6 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
             return error_markdown(exc, "show the digest"), gr.skip()
         seen = float(seen_at) if isinstance(seen_at, int | float) and not isinstance(seen_at, bool) else None
         return digest_markdown(found, seen), now
-
-    def timeline(topic: str, since: str = "", until: str = "", as_of: str = "") -> dict:
-        """The dated events of the stories `topic` finds, oldest first: the JSON of `qa timeline --json`."""
-        try:
-            check_topic(settings, topic)
-            day = check_day(as_of, "as_of") or None
-            return public_stories(
-                assistant.timeline(topic, check_day(since, "since"), check_day(until, "until"), day).to_dict()
-            )
-        except Exception as exc:
-            raise gr.Error(error_of(exc).message) from exc
-
-    def digest(since: str, until: str = "", limit: int = 20) -> dict:
-        """The stories that gained articles since `since` (YYYY-MM-DD), newest first: `qa digest --json`."""
-        try:
-            day = check_day(since, "since")
-            if not day:
-                raise ApiError(422, "since: a day (YYYY-MM-DD) is required")
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= DIGEST_MAX_STORIES:
-                raise ApiError(422, f"limit must be between 1 and {DIGEST_MAX_STORIES}")
-            return public_stories(assistant.digest(day, check_day(until, "until"), limit).to_dict())
-        except Exception as exc:
-            raise gr.Error(error_of(exc).message) from exc
 
     with gr.Blocks(title="news-qa", analytics_enabled=False, delete_cache=GRADIO_CACHE_CLEAN) as app:
         gr.Markdown("## news-qa · ask the news\nAnswers quote the articles, every sentence cited [n].")
@@ -413,7 +311,12 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
         chat.select(show_sources, [turns], [sources], queue=False, api_visibility="private")
         chat.clear(lambda: ([], EMPTY_PANEL), None, [turns, sources], queue=False, api_visibility="private")
         files.upload(
-            upload, [files], [report, stats, files], api_name="upload", concurrency_limit=1, concurrency_id="index"
+            upload_handler(assistant, index_lock, partial(stats_markdown, assistant)),
+            [files],
+            [report, stats, files],
+            api_name="upload",
+            concurrency_limit=1,
+            concurrency_id="index",
         )
         app.load(lambda: stats_markdown(assistant), None, [stats], queue=False, api_visibility="private")
         gr.Timer(STATS_EVERY_S).tick(
@@ -439,8 +342,7 @@ def create_app(assistant: Assistant, index_lock: threading.Lock | None = None) -
                 show_progress="minimal",
                 api_visibility="private",
             )
-        gr.api(ask, api_name="ask", concurrency_limit=concurrency, concurrency_id="ask")
-        gr.api(timeline, api_name="timeline", concurrency_limit=concurrency, concurrency_id="ask")
-        gr.api(digest, api_name="digest", concurrency_limit=concurrency, concurrency_id="ask")
+        for name, fn in endpoints(assistant).items():
+            gr.api(fn, api_name=name, concurrency_limit=concurrency, concurrency_id="ask")
     app.queue(max_size=256, default_concurrency_limit=concurrency)
     return app

@@ -59,7 +59,8 @@ def logged_in(url: str) -> Iterator[httpx.Client]:
 def test_the_pages_text_paths_are_linear_on_1_mb_of_adversarial_text():
     code = textwrap.dedent(
         """
-        from qa.app.web import answer_markdown, error_markdown, md_escape, report_markdown, sources_html
+        from qa.app.web import answer_markdown, error_markdown, md_escape, sources_html
+        from qa.app.web_uploads import report_markdown
         from qa.schema import Answer, Citation, IndexReport, Rejection
         for s in ("\\n " * 500_000, " " * 1_000_000, "\\n1" * 500_000, "\\n \\t1" * 250_000, "[1" * 500_000):
             assert len(md_escape(s)) >= len(s)
