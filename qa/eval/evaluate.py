@@ -17,6 +17,7 @@ from tqdm import tqdm
 from qa.api import Assistant
 from qa.errors import QAError
 from qa.eval.stats import percentile
+from qa.indexing.chunk import SENTENCES
 from qa.indexing.embed import VECTORS
 from qa.schema import Answer, Passage
 from qa.settings import Settings
@@ -62,6 +63,7 @@ def eval_index_dir(set_dir: Path, settings: Settings, cache: Path | None = None)
     and updated incrementally."""
     key = json.dumps(
         [str(set_dir.resolve()), settings.embed_model, settings.chunk_chars, settings.chunk_overlap_chars, VECTORS]
+        + [SENTENCES]
         + [FORMAT]
     )
     root = cache or Path.home() / ".cache" / "news-qa" / "eval"

@@ -4,8 +4,8 @@ The cost stays linear in the text whatever its shape. pysbd finds the sentences,
 sentences x length of what it is given (a 20 KB run of 1-character lines took 13 s), so it is fed pieces of at
 most _MAX_PIECE characters and _MAX_CANDIDATES possible sentence ends, cut at such an end; a piece denser in
 them than prose (a list of 1-character lines, "a. a. a.") is split at them directly, and one without any is one
-sentence. A sentence shorter than _MIN_SENTENCE takes in the next, so the sentences embedded per byte are
-bounded too.
+sentence. A sentence shorter than _MIN_SENTENCE takes in the next (unless it is a paragraph of its own and the next is
+long), so the sentences embedded per byte are bounded too.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ _MAX_PIECE = 5_000  # most characters pysbd is given at once
 _MAX_CANDIDATES = 32  # most possible sentence ends in one piece
 _DENSE_CHARS = 16  # fewer characters than this per possible end: not prose, split at each end without pysbd
 _MIN_SENTENCE = 16  # a shorter sentence takes in the next (a run of 1-character lines is not 1 sentence each)
+SENTENCES = "paragraph-headings-1"  # how sentences are split; part of qa eval's index cache key
 
 
 @lru_cache(maxsize=1)
@@ -42,7 +43,7 @@ def sentence_spans(text: str, max_chars: int = 1200) -> list[tuple[int, int]]:
                 if bounds[-1] < piece_end:
                     bounds.append(piece_end)
                 for start, end in zip(bounds, bounds[1:], strict=False):
-                    _join(spans, _trimmed_parts(text, start, end, max_chars), max_chars)
+                    _join(spans, _trimmed_parts(text, start, end, max_chars), max_chars, para_start)
                 continue
             piece = text[piece_start:piece_end]
             cursor = 0
@@ -52,7 +53,8 @@ def sentence_spans(text: str, max_chars: int = 1200) -> list[tuple[int, int]]:
                     found = cursor
                     sentence = piece[cursor:]
                 cursor = found + len(sentence)
-                _join(spans, _trimmed_parts(text, piece_start + found, piece_start + cursor, max_chars), max_chars)
+                parts = _trimmed_parts(text, piece_start + found, piece_start + cursor, max_chars)
+                _join(spans, parts, max_chars, para_start)
     return spans
 
 
@@ -88,13 +90,17 @@ def _pieces(text: str, start: int, end: int) -> Iterator[tuple[int, int, list[in
         yield start, end, [e for e in ends if e < end]
 
 
-def _join(out: list[tuple[int, int]], spans: list[tuple[int, int]], max_chars: int) -> None:
-    """Append `spans` to `out`, each sentence shorter than _MIN_SENTENCE joined with the next (never past
-    `max_chars`): all but the last are then at least that long."""
+def _join(out: list[tuple[int, int]], spans: list[tuple[int, int]], max_chars: int, paragraph: int = 0) -> None:
+    """Append `spans` (of the paragraph starting at `paragraph`) to `out`, each sentence shorter than
+    _MIN_SENTENCE joined with the next (never past `max_chars`), so the sentences per byte stay bounded. A short
+    paragraph of its own (a heading "We explain", a dateline "CNN —", a byline) is not joined to the sentence
+    that opens the next paragraph: it would be quoted as part of that sentence. Short ones still join each
+    other (a list of 1-character lines), so at most every other sentence is short."""
     for start, end in spans:
         if out:
             last_start, last_end = out[-1]
-            if last_end - last_start < _MIN_SENTENCE and end - last_start <= max_chars:
+            heading = last_end <= paragraph and end - start >= _MIN_SENTENCE
+            if last_end - last_start < _MIN_SENTENCE and not heading and end - last_start <= max_chars:
                 out[-1] = (last_start, end)
                 continue
         out.append((start, end))

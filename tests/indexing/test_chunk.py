@@ -113,3 +113,17 @@ def test_memory_for_sentences_stays_a_small_multiple_of_the_text():
         finally:
             tracemalloc.stop()
         assert peak < 20 * len(text), (unit, peak)
+
+
+def test_a_heading_dateline_or_byline_paragraph_is_not_quoted_with_the_next_sentence():
+    text = (
+        "CNN —\n\nKamal was standing outside a shop with other workers.\n\nWe explain\n\n"
+        "When did the House take multiple ballots to elect a speaker?\n\n– David Jackson\n\nHow the process works."
+    )
+    sentences = [text[s:e] for s, e in sentence_spans(text)]
+    assert "Kamal was standing outside a shop with other workers." in sentences
+    assert "When did the House take multiple ballots to elect a speaker?" in sentences
+    assert "We explain" in sentences and "CNN —" in sentences
+    # short paragraphs alternating with sentences stay bounded: at most every other span is short
+    text = "a\n\nThe sentence is long.\n\n" * 1000
+    assert len(sentence_spans(text)) <= 2 * 1000
