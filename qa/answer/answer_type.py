@@ -184,6 +184,28 @@ def by_neighbour(question: str, sentence: str, found: list[Entity]) -> list[Enti
     return sorted(found, key=lambda e: not beside(e))
 
 
+# who reported it, not what happened: "told ESPN's T.J. Quinn", "according to flight tracking website FlightAware",
+# ", said The Telegraph", "..., according to John Butters, senior analyst at FactSet." (not "Biden said Germany ...")
+_ATTRIBUTION = re.compile(
+    r"(?:\b(?:told|reported by|interview with|statement to|speaking to|(?:wrote|writing) in)"
+    r"|[,\"”’] *(?:said|says))"
+    r" +(?:the +)?(?:[\w.&-]+['’]s +)?$"
+    r"|\baccording to +(?:(?-i:[a-z])[\w-]* +){0,4}$"  # a source described in lower case: "data from", "the website"
+    r"|, +according to +(?:(?!, +(?:and|but|while|which|as) )[^;!?])*$",  # a closing attribution, to its end
+    re.I,
+)
+_MEDIA_Q = re.compile(r"\b(?:network|newspaper|outlet|magazine|broadcaster|channel|publication|reporter|journalist)",
+                      re.I)  # fmt: skip
+
+
+def drop_sources(question: str, sentence: str, found: list[Entity]) -> list[Entity]:
+    """`found` without the outlets and interviewers a sentence attributes its words to: "Griner ... told ESPN"
+    does not answer "Which team will Griner play for?" (unless the question asks for a network or a paper)."""
+    if _MEDIA_Q.search(question):
+        return found
+    return [e for e in found if not _ATTRIBUTION.search(sentence[: e.start])]
+
+
 def answer_text(question: str, entity: Entity) -> str:
     """The short answer as shown: the country for "which country" ("Chinese" -> "China"), else the words."""
     if place_kind(question) == "country" and expected_types(question) == PLACE:

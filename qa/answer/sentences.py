@@ -117,18 +117,13 @@ def featurize(
         c.features[_COL["any_entity"]] = 1.0 if answer_type.answer_entities(question, ents, ()) else 0.0
         c.features[_COL["type_match"]] = 1.0 if typed else 0.0
         c.features[_COL["type_miss"]] = 1.0 if wanted and not typed else 0.0
-        c.short = ""
-        if typed:
-            shown = answer_type.answer_text(focus or question, typed[0])
-            full = answer_type.fullest(typed[0], in_article[c.passage.article_id])
-            c.short = full if shown == typed[0].text else shown
-        if c.short and wanted == answer_type.DATE:  # "when" is answered with a date: "Tuesday (2023-01-03)"
-            day = resolve(c.short, c.passage.published)
-            c.short = f"{c.short} ({day})" if day else c.short
-        if c.short:
-            agree_key[id(c)] = c.short.lower()  # agreement on the names spaCy found, as the support model was fitted
-            if typed[0].label in answer_type.ORG:  # in full as the article's text has it: "Buffalo Bills"
-                c.short = answer_type.fullest(typed[0], in_article[c.passage.article_id], texts[c.passage.article_id])
+        if typed and (key := _short(focus or question, typed[0], c, in_article)):  # agreement on spaCy's names,
+            agree_key[id(c)] = key.lower()  # as the support model was fitted
+        # the sentence is ranked on every name of the type, but its source ("according to FlightAware") is not shown
+        shown = answer_type.drop_sources(focus or question, c.text, typed)
+        c.short = _short(focus or question, shown[0], c, in_article) if shown else ""
+        if shown and shown[0].label in answer_type.ORG:  # in full as the article's text has it: "Buffalo Bills"
+            c.short = answer_type.fullest(shown[0], in_article[c.passage.article_id], texts[c.passage.article_id])
     by_answer: dict[str, set[str]] = {}
     for c in read:
         if id(c) in agree_key:
@@ -136,6 +131,16 @@ def featurize(
     for c in read:
         if id(c) in agree_key:
             c.features[_COL["agree"]] = min(len(by_answer[agree_key[id(c)]]) - 1, 3) / 3
+
+
+def _short(question: str, entity: answer_type.Entity, c: Candidate, in_article: dict) -> str:
+    """The entity as the answer shows it: the country for a demonym, the fullest name in the article, a date's day."""
+    shown = answer_type.answer_text(question, entity)
+    short = answer_type.fullest(entity, in_article[c.passage.article_id]) if shown == entity.text else shown
+    if answer_type.expected_types(question) == answer_type.DATE:  # "when" is answered with a date
+        day = resolve(short, c.passage.published)
+        short = f"{short} ({day})" if day else short
+    return short
 
 
 def _embed_alone(qvec: np.ndarray, q_stems: set[str], cands: list[Candidate], embedder: Embedder, best: int) -> None:

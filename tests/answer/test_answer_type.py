@@ -12,6 +12,7 @@ from qa.answer.answer_type import (
     answer_entities,
     answer_text,
     by_neighbour,
+    drop_sources,
     entities,
     expected_types,
     fullest,
@@ -143,3 +144,38 @@ def test_without_a_question_word_beside_any_entity_the_sentence_order_stands():
     found = answer_entities(question, ents, expected_types(question))
     assert [e.text for e in by_neighbour(question, sentence, found)] == [e.text for e in found]
     assert found[0].text == "Norway"
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Griner's first move was a dunk, her agent Lindsay Colas told ESPN's T.J. Quinn on Monday.",
+        "Passengers waited for hours on Tuesday, according to flight tracking website FlightAware.",
+        "Earnings grew 5.1% this year, according to John Butters, senior earnings analyst at FactSet.",
+        "Griner is expected to re-sign with her old team, said The Washington Post.",
+    ],
+)
+def test_the_outlet_or_interviewer_a_sentence_cites_does_not_answer_it(sentence):
+    question = "Which team will Brittney Griner play for this season?"
+    (ents,) = entities([sentence])
+    found = answer_entities(question, ents, expected_types(question))
+    kept = {e.text for e in drop_sources(question, sentence, found)}
+    assert {e.text for e in found} - kept, "an attributed source was kept as an answer"
+    assert not kept & {"ESPN", "T.J. Quinn", "FlightAware", "FactSet", "The Washington Post"}
+
+
+def test_a_source_still_answers_a_question_about_outlets_and_reported_speech_keeps_its_subject():
+    sentence = "The deal was first reported, according to ESPN, on Sunday."
+    (ents,) = entities([sentence])
+    question = "Which network first reported the deal?"
+    assert "ESPN" in {e.text for e in drop_sources(question, sentence, ents)}
+    sentence = "Biden said Germany will send tanks to Ukraine."
+    (ents,) = entities([sentence])
+    question = "In addition to the US, which country will send tanks to Ukraine?"
+    found = answer_entities(question, ents, expected_types(question))
+    assert [e.text for e in drop_sources(question, sentence, found)] == ["Germany"]
+    sentence = "According to police, Southwest canceled 2,000 flights, according to data from FlightAware."
+    (ents,) = entities([sentence])
+    question = "Which airline canceled thousands of flights?"
+    found = answer_entities(question, ents, expected_types(question))
+    assert [e.text for e in drop_sources(question, sentence, found)] == ["Southwest"]
