@@ -40,6 +40,21 @@ def extractive_answer(question: str, ranked: list[Candidate], passages: list[Pas
     return answer
 
 
+def lead_with_short(text: str, short: str) -> str:
+    """A generated answer led by the reading's short answer in bold, as a quoted one is, when the checked text
+    states it ("... France's foreign ministry ..." -> "**France**: ..."); else unchanged: the bold answer is shown
+    only where the model's own words, checked against the sources, agree with it."""
+    said = short.split(" (")[0]  # "Tuesday (2023-01-03)": the text says "Tuesday"
+    figures = re.findall(r"\d+(?:[.,]\d+)*", said)  # "About 3,000" is stated by "3,000 residents"
+    if figures:
+        stated = set(figures) <= set(re.findall(r"\d+(?:[.,]\d+)*", text))
+    else:
+        stated = bool(said) and bool(re.search(rf"(?<!\w){re.escape(said)}(?!\w)", text, re.IGNORECASE))
+    if not stated:
+        return text
+    return f"**{_defuse_markers(short)}**: {text}"
+
+
 def abstain_threshold(settings: Settings) -> float:
     """The configured threshold, else the one fitted with the support model."""
     if settings.abstain_threshold is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 
-from qa.answer.extractive import abstain, abstain_threshold, extractive_answer
+from qa.answer.extractive import abstain, abstain_threshold, extractive_answer, lead_with_short
 from qa.answer.generate import condense_question, pick_sources, stream_answer
 from qa.answer.gguf import ModelUnavailable
 from qa.answer.history import History, last_question
@@ -118,9 +118,9 @@ class AskPipeline:
         raw = "".join(pieces)
         checked = verify(raw, sources, self.embedder, self.settings)
         if checked.citations:
-            answer = Answer(
-                question, checked.text, checked.citations, passages=reading.passages, support=quoted.support
-            )
+            text = lead_with_short(checked.text, quoted.short_answer)
+            answer = Answer(question, text, checked.citations, passages=reading.passages, support=quoted.support)
+            answer.short_answer = quoted.short_answer if text != checked.text else ""
             answer.notes = checked.notes
         else:
             # Retrieval found support but the model declined or wrote nothing checkable: quote the articles.

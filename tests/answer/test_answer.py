@@ -128,3 +128,17 @@ def test_a_number_question_quotes_the_sentence_that_answers_and_no_neighbours(tm
     assert answer.short_answer and "2,300" in answer.short_answer
     assert len(answer.citations) == 1 and "evacuation of about 2,300 residents" in answer.citations[0].quote
     assert "4.2 meters" not in answer.text and "a fifth" not in answer.text
+
+
+def test_a_generated_answer_is_led_by_the_short_answer_only_where_its_checked_words_state_it():
+    """Our own logic on given strings: the bold answer of the reading leads a model's answer that says it."""
+    from qa.answer.extractive import lead_with_short
+
+    said = "France's foreign ministry called the meeting. [1]"
+    assert lead_with_short(said, "France") == "**France**: " + said
+    assert lead_with_short(said, "Germany") == said  # the model said otherwise: no bold answer to contradict it
+    assert lead_with_short("It met on tuesday. [1]", "Tuesday (2023-01-03)").startswith("**Tuesday (2023-01-03)**")
+    assert lead_with_short("Frances Arnold spoke. [1]", "France") == "Frances Arnold spoke. [1]"  # whole words
+    assert lead_with_short(said, "") == said
+    assert lead_with_short("3,000 residents left. [1]", "About 3,000").startswith("**About 3,000**: ")  # the figure
+    assert lead_with_short("300 residents left. [1]", "About 3,000") == "300 residents left. [1]"

@@ -78,6 +78,16 @@ def test_llamacpp_streams_then_returns_a_checked_answer(smol: qa.Assistant):
 
 
 @pytest.mark.llm
+def test_a_generated_answer_that_states_the_short_answer_leads_with_it_in_bold(smol: qa.Assistant):
+    answer = smol.ask("How many residents had to leave because of the wildfire?")
+    assert not answer.abstained and "3,000" in answer.generated_text, answer.generated_text
+    assert answer.short_answer and "3,000" in answer.short_answer
+    assert answer.text.startswith(f"**{answer.short_answer}**: ")
+    assert "**Sources**" in answer.to_markdown() and f"**{answer.short_answer}**" in answer.to_markdown()
+    assert_citations_are_real(answer, smol)
+
+
+@pytest.mark.llm
 def test_warm_up_leaves_the_system_prompt_in_llama_cpps_cache_and_answers_stay_whole(smol: qa.Assistant):
     from qa.answer.generate import warm_up
     from qa.answer.llm import chat_model
