@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from qa.answer import places
 from qa.answer.prompts import prompt
 from qa.answer.sentences import Candidate, citation
 from qa.answer.support import load_model
@@ -50,6 +51,10 @@ def lead_with_short(text: str, short: str) -> str:
         stated = set(figures) <= set(re.findall(r"\d+(?:[.,]\d+)*", text))
     else:
         stated = bool(said) and bool(re.search(rf"(?<!\w){re.escape(said)}(?!\w)", text, re.IGNORECASE))
+    if not stated and (country := places.country_of(said)):  # "France" is stated by "the French Foreign Ministry"
+        words = re.findall(r"[A-Z][\w.'’-]*", text)
+        runs = (" ".join(words[i : i + n]) for n in (1, 2, 3) for i in range(len(words)))
+        stated = any(places.country_of(run) == country for run in runs)
     if not stated:
         return text
     return f"**{_defuse_markers(short)}**: {text}"

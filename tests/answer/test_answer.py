@@ -140,5 +140,9 @@ def test_a_generated_answer_is_led_by_the_short_answer_only_where_its_checked_wo
     assert lead_with_short("It met on tuesday. [1]", "Tuesday (2023-01-03)").startswith("**Tuesday (2023-01-03)**")
     assert lead_with_short("Frances Arnold spoke. [1]", "France") == "Frances Arnold spoke. [1]"  # whole words
     assert lead_with_short(said, "") == said
+    french = "The French Foreign Ministry initiated the Paris meeting. [1]"  # a country stated by its demonym
+    assert lead_with_short(french, "France") == "**France**: " + french
+    assert lead_with_short(french, "Germany") == french
+    assert lead_with_short("Officials in the United States agreed. [1]", "US").startswith("**US**: ")
     assert lead_with_short("3,000 residents left. [1]", "About 3,000").startswith("**About 3,000**: ")  # the figure
     assert lead_with_short("300 residents left. [1]", "About 3,000") == "300 residents left. [1]"
