@@ -101,7 +101,8 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     backend: str = "extractive"
     generated_text: str = ""  # the model's words before citation checking ("" when no model was asked)
-    notes: list[str] = field(default_factory=list)  # what the citation check changed, and why
+    notes: list[str] = field(default_factory=list)  # what the answer rests on: a time window's fallback, the model's
+    checks: list[str] = field(default_factory=list)  # what the citation check repaired in the model's answer
     short_answer: str = ""  # the entity or number that answers, shown in bold before the cited sentence
     as_of: str = ""  # the date the question was answered as of (ISO)
     reported_by: list[str] = field(default_factory=list)  # outlets whose articles state the short answer
@@ -118,6 +119,7 @@ class Answer:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "backend": self.backend,
             "notes": self.notes,
+            "checks": self.checks,
             "short_answer": self.short_answer,
             "as_of": self.as_of,
             "reported_by": self.reported_by,

@@ -121,12 +121,13 @@ class AskPipeline:
             text = lead_with_short(checked.text, quoted.short_answer)
             answer = Answer(question, text, checked.citations, passages=reading.passages, support=quoted.support)
             answer.short_answer = quoted.short_answer if text != checked.text else ""
-            answer.notes = checked.notes
+            answer.checks = checked.notes  # repairs, shown with the sources; the chat shows only what it rests on
         else:
             # Retrieval found support but the model declined or wrote nothing checkable: quote the articles.
             answer = quoted
             why = "declined" if checked.declined else "wrote nothing the sources support"
-            answer.notes = [*checked.notes, f"the model {why}; showing the supporting sentences instead"]
+            answer.checks = checked.notes
+            answer.notes = [*answer.notes, f"the model {why}; showing the supporting sentences instead"]
         answer.generated_text = raw
         return answer
 

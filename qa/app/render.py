@@ -113,7 +113,7 @@ def sources_html(answer: Answer) -> str:
     for c in answer.citations:
         groups.setdefault(c.chunk_id if c.chunk_id in passages else f"{c.chunk_id}#{c.n}", []).append(c)
     cards = [_card(group, passages.get(group[0].chunk_id)) for group in groups.values()]
-    notes = "".join(f'<div class="note">Citation check: {html.escape(n)}</div>' for n in answer.notes)
+    notes = "".join(f'<div class="note">Citation check: {html.escape(n)}</div>' for n in answer.checks)
     return f'<div class="sources">{head}{"".join(cards)}{notes}</div>'
 
 

@@ -219,6 +219,22 @@ def test_article_text_is_escaped_and_the_quote_highlighted():
     assert "\n\\# head" in rendered and "\n1\\. item" in rendered
 
 
+def test_citation_repairs_show_with_the_sources_and_the_chat_keeps_what_the_answer_rests_on():
+    """Our rendering logic on a given Answer: the checker's repairs are not repeated in the chat bubble."""
+    from qa.app.render import answer_markdown
+
+    text = "Moscow declined the invitation."
+    passage = Passage("a:0", "a", "Russia Stays Away", "a.txt", "", "2024-01-02", text, 0, len(text), ())
+    citation = Citation(1, "a", "a:0", passage.title, passage.source, "", "2024-01-02", text, 0, len(text), 0.9)
+    answer = Answer("Why?", f"{text} [1]", [citation], passages=[passage], support=0.9)
+    answer.checks = ["cited the supporting source of a sentence the model left uncited: 'Moscow declined.'"]
+    answer.notes = ['no article is dated within "this week"; answered from the others']
+    bubble, panel = answer_markdown(answer), sources_html(answer)
+    assert "left uncited" not in bubble and "this week" in bubble
+    assert "Citation check: cited the supporting source" in panel and "this week" not in panel
+    assert answer.to_dict()["checks"] == answer.checks
+
+
 def test_upload_names_and_limits(tmp_path: Path):
     assert safe_name("../../etc/cron.d/evil.txt") == "evil.txt"
     assert safe_name("..\\..\\win.md") == "win.md"
