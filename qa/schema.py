@@ -101,7 +101,7 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     backend: str = "extractive"
     generated_text: str = ""  # the model's words before citation checking ("" when no model was asked)
-    notes: list[str] = field(default_factory=list)  # what the answer rests on: a time window's fallback, the model's
+    notes: list[str] = field(default_factory=list)  # how it was answered: a time window's fallback, quotes instead
     checks: list[str] = field(default_factory=list)  # what the citation check repaired in the model's answer
     short_answer: str = ""  # the entity or number that answers, shown in bold before the cited sentence
     as_of: str = ""  # the date the question was answered as of (ISO)

@@ -117,11 +117,15 @@ def featurize(
         c.features[_COL["any_entity"]] = 1.0 if answer_type.answer_entities(question, ents, ()) else 0.0
         c.features[_COL["type_match"]] = 1.0 if typed else 0.0
         c.features[_COL["type_miss"]] = 1.0 if wanted and not typed else 0.0
-        if typed and (key := _short(focus or question, typed[0], c, in_article)):  # agreement on spaCy's names,
-            agree_key[id(c)] = key.lower()  # as the support model was fitted
+        key = _short(focus or question, typed[0], c, in_article) if typed else ""
+        if key:  # agreement on the names spaCy found, as the support model was fitted
+            agree_key[id(c)] = key.lower()
         # the sentence is ranked on every name of the type, but its source ("according to FlightAware") is not shown
         shown = answer_type.drop_sources(focus or question, c.text, typed)
-        c.short = _short(focus or question, shown[0], c, in_article) if shown else ""
+        if shown:
+            c.short = key if shown[0] is typed[0] else _short(focus or question, shown[0], c, in_article)
+        else:
+            c.short = ""
         if shown and shown[0].label in answer_type.ORG:  # in full as the article's text has it: "Buffalo Bills"
             c.short = answer_type.fullest(shown[0], in_article[c.passage.article_id], texts[c.passage.article_id])
     by_answer: dict[str, set[str]] = {}
