@@ -9,6 +9,7 @@ from qa.answer import places
 from qa.answer.prompts import prompt
 from qa.answer.sentences import Candidate, citation
 from qa.answer.support import load_model
+from qa.answer.verify import FIGURE
 from qa.schema import Answer, Passage
 from qa.settings import Settings
 
@@ -46,9 +47,9 @@ def lead_with_short(text: str, short: str) -> str:
     states it ("... France's foreign ministry ..." -> "**France**: ..."); else unchanged: the bold answer is shown
     only where the model's own words, checked against the sources, agree with it."""
     said = short.split(" (")[0]  # "Tuesday (2023-01-03)": the text says "Tuesday"
-    figures = re.findall(r"\d+(?:[.,]\d+)*", said)  # "About 3,000" is stated by "3,000 residents"
+    figures = set(FIGURE.findall(said))  # "About 3,000" is stated by "3,000 residents"
     if figures:
-        stated = set(figures) <= set(re.findall(r"\d+(?:[.,]\d+)*", text))
+        stated = figures <= set(FIGURE.findall(text))
     else:
         stated = bool(said) and bool(re.search(rf"(?<!\w){re.escape(said)}(?!\w)", text, re.IGNORECASE))
     if not stated and (country := places.country_of(said)):  # "France" is stated by "the French Foreign Ministry"

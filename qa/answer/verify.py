@@ -20,7 +20,7 @@ _MARKERS = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _DECLINE = re.compile(r"^\W*(the )?(articles?|sources?) (don'?t|do not|does not|doesn'?t) say", re.IGNORECASE)
 _LEADING = re.compile(r"^(\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
 MIN_WORDS = 3
-_FIGURE = re.compile(r"\d+(?:[.,]\d+)*")  # numbers as written: "3,000", "6.1", "42"
+FIGURE = re.compile(r"\d+(?:[.,]\d+)*")  # numbers as written: "3,000", "6.1", "42"
 
 
 def _numbers(text: str) -> list[int]:
@@ -40,8 +40,8 @@ def claim_support(
 ) -> float:
     """How well one source supports one claim: embedding similarity and the share of the claim's words in it.
     A figure the source does not state ("42 days" against a source without 42) is not supported at all."""
-    figures = set(_FIGURE.findall(_MARKERS.sub(" ", claim)))
-    if figures - set(_FIGURE.findall(source.text)):
+    figures = set(FIGURE.findall(_MARKERS.sub(" ", claim)))
+    if figures - set(FIGURE.findall(source.text)):
         return 0.0
     claim_stems = stems(claim)
     lexical = len(claim_stems & stems(source.text)) / len(claim_stems) if claim_stems else 0.0
