@@ -17,6 +17,8 @@ from qa.settings import Settings
 from qa.text import STOPWORDS, stems
 
 MIN_SENTENCE_CHARS = 25
+_ASKS = re.compile(r"\?[\"'”’)\]]*\s*$")
+_TEASER = re.compile(r"^\W*[A-Za-z][\w '’&-]{1,40}:(?=[^\s\d/])")  # "More:Popeyes ..."; not "11:30", "https://"
 _COL = {name: i for i, name in enumerate(FEATURES)}
 
 
@@ -100,6 +102,8 @@ def featurize(
             hay = f"{p.title} {p.text}".lower()
             names_missing[p.chunk_id] = sum(n not in hay for n in names) / len(names) if names else 0.0
         x[_COL["names_missing"]] = names_missing[p.chunk_id]
+        x[_COL["asks"]] = 1.0 if _ASKS.search(c.text) else 0.0
+        x[_COL["teaser"]] = 1.0 if _TEASER.match(c.text) else 0.0
         c.features = x
     read = sorted(cands, key=lambda c: 0.6 * c.dense + 0.4 * c.lexical, reverse=True)[: settings.entity_sentences]
     read_ents = answer_type.entities([c.text for c in read])
@@ -114,7 +118,8 @@ def featurize(
     for c, ents in zip(read, read_ents, strict=True):
         found = answer_type.answer_entities(focus or question, ents, wanted)
         typed = answer_type.by_neighbour(focus or question, c.text, found) if wanted else []
-        c.features[_COL["any_entity"]] = 1.0 if answer_type.answer_entities(question, ents, ()) else 0.0
+        if not wanted:  # a typed question is read by type_match / type_miss
+            c.features[_COL["any_entity"]] = 1.0 if answer_type.answer_entities(question, ents, ()) else 0.0
         c.features[_COL["type_match"]] = 1.0 if typed else 0.0
         c.features[_COL["type_miss"]] = 1.0 if wanted and not typed else 0.0
         key = _short(focus or question, typed[0], c, in_article) if typed else ""

@@ -31,11 +31,13 @@ FEATURES = (
     "restates",  # 1 when the sentence adds no content word to the question
     "type_match",  # 1 when the question wants a kind of thing and the sentence names one it does not
     "type_miss",  # 1 when the question wants a kind of thing and the sentence names none
-    "any_entity",  # 1 when the sentence names any entity or number the question does not
+    "any_entity",  # 1 when the question wants no kind of thing and the sentence names an entity it does not
     "lead",  # 1 for the first sentences of an article (news puts the facts first)
     "agree",  # share of (up to 3) other articles whose sentences name the same answer (independent reports)
     "no_word",  # 1 when neither the sentence nor its headline holds any of the question's content words
     "names_missing",  # share of the question's proper names ("Eiffel", "Hamlin") not in the passage or headline
+    "asks",  # 1 when the sentence is itself a question ("When did the House take multiple ballots?")
+    "teaser",  # 1 for a link to another story ("More:Popeyes celebrating...", "Previously:Who are...")
 )
 
 
