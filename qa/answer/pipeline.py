@@ -116,7 +116,7 @@ class AskPipeline:
                 pieces.append(piece)
                 yield piece
         raw = "".join(pieces)
-        checked = verify(raw, sources, self.embedder, self.settings)
+        checked = verify(raw, sources, self.embedder, self.settings, question)
         if checked.citations:
             text = lead_with_short(checked.text, quoted.short_answer)
             answer = Answer(question, text, checked.citations, passages=reading.passages, support=quoted.support)

@@ -9,18 +9,44 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qa.answer import answer_type, places
 from qa.answer.sentences import Candidate, citation
 from qa.indexing.chunk import sentence_spans
 from qa.indexing.embed import Embedder
 from qa.schema import Citation
 from qa.settings import Settings
-from qa.text import stems
+from qa.text import STOPWORDS, stems
 
 _MARKERS = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _DECLINE = re.compile(r"^\W*(the )?(articles?|sources?) (don'?t|do not|does not|doesn'?t) say", re.IGNORECASE)
 _LEADING = re.compile(r"^(\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
 MIN_WORDS = 3
 FIGURE = re.compile(r"\d+(?:[.,]\d+)*")  # numbers as written: "3,000", "6.1", "42"
+NAMED = ("PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW")
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2 and w not in STOPWORDS}
+
+
+def claim_names(claims: list[str], question: str) -> list[list[str]]:
+    """Each claim's names (people, places, organisations, works) that the question does not already hold: the
+    ones a source must state for the claim to be its ("The crash occurred in India" is not a Nepal report's)."""
+    asked = _words(question)
+    out = []
+    for ents in answer_type.entities(claims):
+        names = [e.text for e in ents if e.label in NAMED and _words(e.text) and not _words(e.text) <= asked]
+        out.append(list(dict.fromkeys(names)))
+    return out
+
+
+def states_name(name: str, source: str) -> bool:
+    """A source states a name when it holds one of its words ("Suns" for "Phoenix Suns", "Biden" for "Joe Biden")
+    or names its country in any form ("French" for "France")."""
+    if _words(name) & _words(source):
+        return True
+    country = places.country_of(name)
+    return bool(country) and country in places.countries_named(source)
 
 
 def _numbers(text: str) -> list[int]:
@@ -36,12 +62,20 @@ class Verified:
 
 
 def claim_support(
-    claim: str, claim_vec: np.ndarray, source: Candidate, source_vec: np.ndarray, settings: Settings
+    claim: str,
+    claim_vec: np.ndarray,
+    source: Candidate,
+    source_vec: np.ndarray,
+    settings: Settings,
+    names: list[str] = (),
 ) -> float:
     """How well one source supports one claim: embedding similarity and the share of the claim's words in it.
-    A figure the source does not state ("42 days" against a source without 42) is not supported at all."""
+    A figure or a name the source does not state ("42 days" against a source without 42, "India" against a
+    report from Nepal) is not supported at all; the source's headline counts for names."""
     figures = set(FIGURE.findall(_MARKERS.sub(" ", claim)))
     if figures - set(FIGURE.findall(source.text)):
+        return 0.0
+    if names and not all(states_name(n, f"{source.passage.title} {source.text}") for n in names):
         return 0.0
     claim_stems = stems(claim)
     lexical = len(claim_stems & stems(source.text)) / len(claim_stems) if claim_stems else 0.0
@@ -66,7 +100,7 @@ def split_claims(text: str) -> list[tuple[str, list[int]]]:
     return [(s, n) for s, n in claims if re.search(r"\w", s)]
 
 
-def verify(raw: str, sources: list[Candidate], embedder: Embedder, settings: Settings) -> Verified:
+def verify(raw: str, sources: list[Candidate], embedder: Embedder, settings: Settings, question: str = "") -> Verified:
     """Check and repair the citations of a generated answer against the sources it was given."""
     min_support = settings.min_claim_support
     text = raw.strip()
@@ -77,11 +111,12 @@ def verify(raw: str, sources: list[Candidate], embedder: Embedder, settings: Set
         return Verified(text="", citations=[], notes=["the model's answer had no sentences to check"])
     claim_vecs = embedder.encode([c for c, _ in claims])
     source_vecs = embedder.encode([s.text for s in sources])
+    names = claim_names([c for c, _ in claims], question)
     notes: list[str] = []
     kept: list[tuple[str, list[int], float]] = []  # sentence, 0-based source indexes, best support
-    for (sentence, cited), vec in zip(claims, claim_vecs, strict=True):
+    for (sentence, cited), vec, named in zip(claims, claim_vecs, names, strict=True):
         support = [
-            claim_support(sentence, vec, src, sv, settings) for src, sv in zip(sources, source_vecs, strict=True)
+            claim_support(sentence, vec, src, sv, settings, named) for src, sv in zip(sources, source_vecs, strict=True)
         ]
         valid = [n - 1 for n in dict.fromkeys(cited) if 1 <= n <= len(sources)]
         if len(valid) < len(set(cited)):

@@ -105,3 +105,23 @@ def test_a_figure_the_source_does_not_state_is_not_supported(sources, embedder):
     assert kept.citations and kept.citations[0].quote == SOURCES[1]
     wrong = check("More than 42,000 people have been killed in Syria since the uprising began [2].", sources, embedder)
     assert not wrong.citations and any("no source supports" in note for note in wrong.notes)
+
+
+def test_a_name_the_source_does_not_state_is_not_supported(sources, embedder):
+    """The model restating the question with a name from another story cites a source that never names it."""
+    kept = check("Foreign ministers from 15 countries are expected at the meeting France initiated [3].", sources,
+                 embedder)  # fmt: skip
+    assert kept.citations and kept.citations[0].quote == SOURCES[2]
+    wrong = "Foreign ministers from 15 countries are expected at the meeting Germany initiated [3]."
+    out = check(wrong, sources, embedder)
+    assert not out.citations and any("no source supports" in note for note in out.notes)
+
+
+def test_a_name_stated_in_another_form_or_asked_is_supported(sources, embedder):
+    """'The French' states France; a name the user asked about ("the Kremlin") need not be in the source."""
+    out = check("The French initiated the Paris meeting [3].", sources, embedder)
+    assert out.citations and out.citations[0].quote == SOURCES[2]
+    raw = "The Kremlin declined the meeting, describing it as one-sided [1]."
+    assert not check(raw, sources, embedder).citations
+    out = verify(raw, sources, embedder, Settings(min_claim_support=0.45), question="Why did the Kremlin decline?")
+    assert out.citations and out.citations[0].quote == SOURCES[0]
