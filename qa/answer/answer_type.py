@@ -29,12 +29,17 @@ _PLACE_NOUNS = r"country|countries|nation|city|cities|state|states|town|region|p
 _PERSON_NOUNS = (
     r"person|man|woman|actor|actress|singer|rapper|star|player|athlete|leader|president|senator|governor|"
     r"lawmaker|official|ceo|founder|author|writer|director|coach|quarterback|comedian|musician|artist|judge|"
-    r"minister|king|queen|prince|princess|pope|celebrity|host|billionaire|candidate|suspect|member"
+    r"minister|king|queen|prince|princess|pope|celebrity|host|billionaire|candidate|suspect|member|superstar|"
+    r"icon|legend|figure|politician|lawyer|scientist|chef|rep|representative|congressman|congresswoman|"
+    r"republican|democrat"
 )
 _ORG_NOUNS = (
     r"company|companies|firm|brand|team|airline|organization|organisation|group|agency|network|retailer|"
     r"bank|automaker|carmaker|university|school|party|club|league|chain|restaurant|maker|giant|startup|store"
 )
+# up to two words between "which" and its noun ("which high-profile billionaire", "which US state"), never
+# a verb or article: "what did the president say" does not ask for a person
+_MOD = r"(?:(?!(?:did|does|do|is|was|are|were|the|a|an|has|have|had|will|would|can|could|of)\b)[\w'’-]+ ){0,2}"
 _RULES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (
         re.compile(
@@ -45,9 +50,9 @@ _RULES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
         QUANTITY,
     ),
     (re.compile(r"^when\b|\bwhat (?:year|day|date|month|time)\b|\bwhich (?:year|day|date|month)\b", re.I), DATE),
-    (re.compile(rf"\b(?:which|what) (?:\w+ )?(?:{_PLACE_NOUNS})\b|\bwhere\b", re.I), PLACE),
-    (re.compile(rf"\b(?:which|what) (?:\w+ )?(?:{_ORG_NOUNS})\b", re.I), ORG),
-    (re.compile(rf"\bwho(?:m|se)?\b|\b(?:which|what) (?:\w+ )?(?:{_PERSON_NOUNS})\b", re.I), PERSON + ORG),
+    (re.compile(rf"\b(?:which|what) {_MOD}(?:{_PLACE_NOUNS})\b|\bwhere\b", re.I), PLACE),
+    (re.compile(rf"\b(?:which|what) {_MOD}(?:{_ORG_NOUNS})\b", re.I), ORG),
+    (re.compile(rf"\bwho(?:m|se)?\b|\b(?:which|what) {_MOD}(?:{_PERSON_NOUNS})\b", re.I), PERSON + ORG),
 )
 
 

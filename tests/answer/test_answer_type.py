@@ -30,6 +30,12 @@ from qa.answer.answer_type import (
         ("How many people died in the earthquake?", QUANTITY),
         ("When did the strike begin?", DATE),
         ("Why did Russia decline?", ()),
+        # up to two words between "which" and the noun, but never a verb or an article
+        ("Which high-profile billionaire has gained a place in the Guinness Book?", PERSON + ORG),
+        ("A deadly plane crash recently occurred in which South Asian country?", PLACE),
+        ("Which Republican suffered a string of defeats?", PERSON + ORG),
+        ("What did the president say about the strike?", ()),
+        ("What is the capital of France?", ()),
     ],
 )
 def test_the_question_names_the_kind_of_answer(question, wanted):
