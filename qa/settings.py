@@ -163,7 +163,10 @@ class Settings(BaseSettings):
         "question time for the support score: a stored vector is pooled from its chunk, the one-pass index.",
     )
     entity_sentences: int = Field(
-        48, ge=0, description="Sentences (the most similar first) whose named entities are read for the answer type."
+        48,
+        ge=0,
+        description="Sentences (the most similar first) whose named entities are read for the answer type "
+        "(a question that asks for no kind of thing reads only the alone_sentences best).",
     )
     per_article: int = Field(
         1, ge=0, description="Passages of one article ranked before any of the others (0 = no limit)."

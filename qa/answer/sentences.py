@@ -105,7 +105,9 @@ def featurize(
         x[_COL["asks"]] = 1.0 if _ASKS.search(c.text) else 0.0
         x[_COL["teaser"]] = 1.0 if _TEASER.match(c.text) else 0.0
         c.features = x
-    read = sorted(cands, key=lambda c: 0.6 * c.dense + 0.4 * c.lexical, reverse=True)[: settings.entity_sentences]
+    # A question that wants no kind of thing uses entities only for any_entity, of the few best sentences
+    n_read = settings.entity_sentences if wanted else min(settings.alone_sentences, settings.entity_sentences)
+    read = sorted(cands, key=lambda c: 0.6 * c.dense + 0.4 * c.lexical, reverse=True)[:n_read]
     read_ents = answer_type.entities([c.text for c in read])
     in_article: dict[str, list[answer_type.Entity]] = {}
     agree_key: dict[int, str] = {}
