@@ -12,6 +12,7 @@ from functools import lru_cache
 _CODE = re.compile(r"^[A-Z]{2,3}$")  # "US", "UAE": matched only exactly, and two letters only for US and UK
 _PROSE_CODES = {"US", "UK"}  # "IT", "CA", "IN" are ISO codes too, but in prose they are words
 ALSO_LOCAL = {"Georgia"}  # a country's name that is also a US state's
+_EVERYDAY = {"britain": "United Kingdom", "holland": "Netherlands"}  # forms news uses that countryinfo lacks
 
 
 def _key(text: str) -> str:
@@ -80,6 +81,8 @@ def _tables() -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
                     codes.setdefault(form, name)
             elif len(form) > 3 and form.isascii():
                 names.setdefault(_key(form), name)
+    for form, name in _EVERYDAY.items():
+        names.setdefault(form, name)
     return names, codes, frozenset(cities)
 
 

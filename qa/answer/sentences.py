@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qa.answer import answer_type
+from qa.answer import answer_type, places
 from qa.answer.support import FEATURES, SupportModel, bm25_feature, lead, load_model, log_rank
 from qa.answer.when import TimeFrame, parse_iso, resolve
 from qa.indexing.embed import Embedder
@@ -181,15 +181,31 @@ def proper_names(question: str) -> set[str]:
         if token == first:
             continue
         name = re.sub(r"['’]s?$", "", token).split("-")[0].lower()  # "Diego's" -> diego, "Johnson-era" -> johnson
-        if len(name) > 2 and name not in STOPWORDS:
+        if len(name) > 2 and name not in STOPWORDS and name not in _QUIZ_WORDS:
             out.add(name)
     return out
 
 
+_QUIZ_WORDS = frozenset({"true", "false"})  # "..., Russia agreed to a new treaty. True or false?"
+
+
 def absent_names(question: str, passages: list[Passage]) -> list[str]:
-    """The question's names that no retrieved passage or headline mentions: the articles are not about it."""
-    hay = " ".join(f"{p.title} {p.text}" for p in passages).lower()
-    return sorted(n for n in proper_names(question) if n not in hay)
+    """The question's names that no retrieved passage or headline mentions: the articles are not about it. A
+    plural ("Baftas") is mentioned by its singular, a country ("Britain") by any of its forms ("UK", "British")."""
+    hay = " ".join(f"{p.title} {p.text}" for p in passages)
+    low = hay.lower()
+    named: frozenset[str] | None = None
+
+    def mentioned(name: str) -> bool:
+        nonlocal named
+        if name in low or (name.endswith("s") and name[:-1] in low):
+            return True
+        if not (country := places.country_of(name.capitalize())):
+            return False
+        named = places.countries_named(hay) if named is None else named
+        return country in named
+
+    return sorted(n for n in proper_names(question) if not mentioned(n))
 
 
 def score(cands: list[Candidate], model: SupportModel) -> None:

@@ -146,3 +146,16 @@ def test_a_generated_answer_is_led_by_the_short_answer_only_where_its_checked_wo
     assert lead_with_short("Officials in the United States agreed. [1]", "US").startswith("**US**: ")
     assert lead_with_short("3,000 residents left. [1]", "About 3,000").startswith("**About 3,000**: ")  # the figure
     assert lead_with_short("300 residents left. [1]", "About 3,000") == "300 residents left. [1]"
+
+
+def test_a_name_no_article_mentions_is_found_in_any_of_its_forms():
+    """The decline for "no retrieved article mentions X" must not fire on a plural, a country's other name or
+    the quiz's own "True or false"; it must fire on a name that is simply not there."""
+    from qa.answer.sentences import absent_names
+    from qa.schema import Passage
+
+    text = "Wind farms made more power than gas in the UK, the Bafta-winning film's director said."
+    p = Passage("a:0", "a", "British wind power", "a.txt", "", "", text, 0, len(text), ())
+    question = "How much power did Britain's wind farms make, said the Baftas' host? True or false?"
+    assert absent_names(question, [p]) == []
+    assert absent_names("What did Cory Hafer say about wind power in Britain?", [p]) == ["cory", "hafer"]
