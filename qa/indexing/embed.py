@@ -132,22 +132,21 @@ class Embedder:
             out = self._model.forward(dict(features))
         tokens = out["token_embeddings"]
         real = (offsets[..., 1] > offsets[..., 0]) & features["attention_mask"].bool()
-        sentences = []
-        for row, chunk_spans in enumerate(spans):
-            if not chunk_spans:
-                sentences.append(np.zeros((0, self.dim), dtype=np.float32))
-                continue
-            bounds = torch.tensor(chunk_spans, dtype=offsets.dtype)  # (sentences, 2)
-            inside = (
-                (offsets[row, None, :, 0] >= bounds[:, None, 0])
-                & (offsets[row, None, :, 1] <= bounds[:, None, 1])
-                & real[row, None, :]
-            ).to(tokens.dtype)  # (sentences, tokens)
-            counts = inside.sum(dim=1, keepdim=True)
-            pooled = (inside @ tokens[row]) / counts.clamp(min=1)
-            pooled = torch.nn.functional.normalize(pooled, dim=1)
-            pooled[counts[:, 0] == 0] = float("nan")
-            sentences.append(pooled.float().numpy())
+        counts_per_row = [len(chunk_spans) for chunk_spans in spans]
+        bounds = torch.zeros((len(spans), max(counts_per_row, default=0), 2), dtype=offsets.dtype)
+        for row, chunk_spans in enumerate(spans):  # padding rows (0, 0) hold no real token
+            if chunk_spans:
+                bounds[row, : len(chunk_spans)] = torch.tensor(chunk_spans, dtype=offsets.dtype)
+        inside = (  # (batch, sentences, tokens): one batched product, not a loop of small ones per chunk
+            (offsets[:, None, :, 0] >= bounds[:, :, None, 0])
+            & (offsets[:, None, :, 1] <= bounds[:, :, None, 1])
+            & real[:, None, :]
+        ).to(tokens.dtype)
+        counts = inside.sum(dim=2, keepdim=True)
+        pooled = torch.nn.functional.normalize(torch.bmm(inside, tokens) / counts.clamp(min=1), dim=2)
+        pooled[counts[..., 0] == 0] = float("nan")
+        pooled = pooled.float().numpy()
+        sentences = [pooled[row, :n].copy() for row, n in enumerate(counts_per_row)]
         chunks = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=1)
         return chunks.numpy(), sentences
 
