@@ -28,8 +28,13 @@ SENTENCES = "paragraph-headings-1"  # how sentences are split; part of qa eval's
 
 @lru_cache(maxsize=1)
 def _segmenter():
+    """pysbd formats a regex per abbreviation for every piece (two for each of its 188 abbreviations found) and
+    one per match (28,456 distinct patterns over rtqa-2023-dev + squad2-dev); Python keeps 512 compiled, so the
+    one-off patterns pushed out the ones every piece uses and each piece compiled them again. With room for
+    4096, chunking those 924 articles took 10.3-11.3 s instead of 13.6 s, the same sentences."""
     import pysbd
 
+    re._MAXCACHE = max(getattr(re, "_MAXCACHE", 0), 4096)  # private: a Python without it only loses speed
     return pysbd.Segmenter(language="en", clean=False)
 
 
