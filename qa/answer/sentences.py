@@ -99,8 +99,8 @@ def featurize(
         x[_COL["lead"]] = lead(c.start)
         x[_COL["no_word"]] = 1.0 if not (c.lexical or title_share[p.article_id]) else 0.0
         if p.chunk_id not in names_missing:
-            hay = f"{p.title} {p.text}".lower()
-            names_missing[p.chunk_id] = sum(n not in hay for n in names) / len(names) if names else 0.0
+            mentioned = Mentions(f"{p.title} {p.text}")
+            names_missing[p.chunk_id] = sum(not mentioned(n) for n in names) / len(names) if names else 0.0
         x[_COL["names_missing"]] = names_missing[p.chunk_id]
         x[_COL["asks"]] = 1.0 if _ASKS.search(c.text) else 0.0
         x[_COL["teaser"]] = 1.0 if _TEASER.match(c.text) else 0.0
@@ -190,22 +190,28 @@ _QUIZ_WORDS = frozenset({"true", "false"})  # "..., Russia agreed to a new treat
 
 
 def absent_names(question: str, passages: list[Passage]) -> list[str]:
-    """The question's names that no retrieved passage or headline mentions: the articles are not about it. A
-    plural ("Baftas") is mentioned by its singular, a country ("Britain") by any of its forms ("UK", "British")."""
-    hay = " ".join(f"{p.title} {p.text}" for p in passages)
-    low = hay.lower()
-    named: frozenset[str] | None = None
+    """The question's names that no retrieved passage or headline mentions: the articles are not about it."""
+    mentioned = Mentions(" ".join(f"{p.title} {p.text}" for p in passages))
+    return sorted(n for n in proper_names(question) if not mentioned(n))
 
-    def mentioned(name: str) -> bool:
-        nonlocal named
-        if name in low or (name.endswith("s") and name[:-1] in low):
+
+class Mentions:
+    """Whether a text mentions a lower-cased name: a plural ("baftas") by its singular, a country ("britain") by
+    any of its forms ("UK", "British"). One reading for the names_missing feature and for the decline of
+    absent names, so the support model is fitted on what the decline checks."""
+
+    def __init__(self, text: str):
+        self.text, self.low = text, text.lower()
+        self._countries: frozenset[str] | None = None
+
+    def __call__(self, name: str) -> bool:
+        if name in self.low or (name.endswith("s") and name[:-1] in self.low):
             return True
         if not (country := places.country_of(name.capitalize())):
             return False
-        named = places.countries_named(hay) if named is None else named
-        return country in named
-
-    return sorted(n for n in proper_names(question) if not mentioned(n))
+        if self._countries is None:
+            self._countries = places.countries_named(self.text)
+        return country in self._countries
 
 
 def score(cands: list[Candidate], model: SupportModel) -> None:

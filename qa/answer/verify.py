@@ -5,6 +5,7 @@ unsupported sentences dropped, and the survivors renumbered 1..n in order of app
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,7 +68,7 @@ def claim_support(
     source: Candidate,
     source_vec: np.ndarray,
     settings: Settings,
-    names: list[str] = (),
+    names: Sequence[str] = (),
 ) -> float:
     """How well one source supports one claim: embedding similarity and the share of the claim's words in it.
     A figure or a name the source does not state ("42 days" against a source without 42, "India" against a
