@@ -298,6 +298,7 @@ class FaissIndex:
             index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, lists, FP16, faiss.METRIC_INNER_PRODUCT)
             index.by_residual = False
             index.cp.niter = 10  # k-means: 10 rounds on 32 points a list find lists as good for search as 25
+            index.cp.min_points_per_centroid = 4  # FAISS warns on stderr below 39 a list; 32 is our choice
             step = max(1, rows // (32 * lists))  # a spread sample of the vectors to train the lists on
             _, sample = _vectors(conn, dim, "SELECT id, vector FROM chunks WHERE id % ? = 0", (step,))
             if len(sample) < 4 * lists:  # ids too uneven for the spread sample: the first rows will do
