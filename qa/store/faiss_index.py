@@ -39,6 +39,7 @@ from qa.store.faiss_state import (  # noqa: F401  (FaissOptions: imported from h
     BUILD_BATCH,
     EXACT_FILTER_MAX,
     KEEP_STATES,
+    POST_FILTER_FACTOR,
     REFINE_EXTRA,
     FaissOptions,
     _at,
@@ -82,6 +83,9 @@ class FaissSearch:
         q = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         allowed = None
         if filters:
+            found = self._post_filtered(q, k, filters)
+            if found is not None:
+                return found
             where, args = filter_sql(filters)
             rows = self._conn.execute(
                 f"SELECT c.id FROM chunks c JOIN articles a ON a.id = c.article_id WHERE {where}", args
@@ -93,6 +97,31 @@ class FaissSearch:
                 return self._exact(q, allowed, k)
         candidates = state.search(q, k + REFINE_EXTRA, self._nprobe, allowed)
         return self._exact(q, np.array([i for i, _ in candidates], dtype=np.int64), k)
+
+    def _post_filtered(self, q: np.ndarray, k: int, filters: Filters) -> list[tuple[int, float]] | None:
+        """The filtered hits read off an unfiltered search POST_FILTER_FACTOR times as deep, when enough of its
+        candidates pass: the same hits a search restricted to the allowed rows gives (every allowed row ranks
+        below them), without selecting every allowed chunk id in SQL first (8x the search's time at 10k chunks
+        for an as-of date, which every dated question carries). None: too few passed, search the allowed rows."""
+        state, want = self._state, k + REFINE_EXTRA
+        depth = want * POST_FILTER_FACTOR
+        first = [i for i, _ in state.search(q, depth, self._nprobe, None)]
+        if not first:
+            return []
+        where, args = filter_sql(filters)
+        passing = {
+            r[0]
+            for r in self._conn.execute(
+                "SELECT c.id FROM chunks c JOIN articles a ON a.id = c.article_id "
+                f"WHERE c.id IN (SELECT value FROM json_each(?)) AND {where}",
+                ["[" + ",".join(map(str, first)) + "]", *args],
+            )
+        }
+        kept = [i for i in first if i in passing]
+        every_row = not state.ivf and len(first) < depth  # a flat search returned every live row
+        if len(kept) < want and not every_row:
+            return None
+        return self._exact(q, np.array(kept[:want], dtype=np.int64), k)
 
     def neighbours(self, vectors: np.ndarray, k: int) -> list[list[int]]:
         if self._state is None or self._state.rows <= 0 or not len(vectors):

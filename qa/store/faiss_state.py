@@ -20,6 +20,7 @@ from qa.store.codec import decode_vector, decode_vectors
 
 EXACT_FILTER_MAX = 50_000  # a filter this narrow is searched exactly, not through the IVF lists
 REFINE_EXTRA = 8  # candidates fetched beyond k, then ranked by their exact scores (from SQLite)
+POST_FILTER_FACTOR = 4  # a filtered search first looks this many times deeper unfiltered (FaissSearch)
 BUILD_BATCH = 20_000  # rows read from SQLite at a time when a base is built from it
 KEEP_STATES = 4  # recent generations kept in memory for readers whose snapshot is a little behind
 

@@ -220,3 +220,36 @@ def test_above_its_size_the_index_is_ivf_with_recall_close_to_exact_and_filters_
     store.commit([], ["n0", "n1"], {}, "test-model")
     assert "n0" not in dense_ids(store, 0, k=3000) and store.check() == []
     assert log_store(path, options, create=False).check() == []
+
+
+@pytest.mark.parametrize("options", [FaissOptions(), LOG], ids=["rewritten base", "logged changes"])
+def test_a_filtered_search_returns_the_exact_best_of_the_allowed_rows_wide_or_narrow(tmp_path: Path, options):
+    """An as-of date keeps most rows (answered from a deeper unfiltered search), a source keeps few (searched
+    within the allowed rows): either way the hits are the exact top k of the rows the filter allows."""
+    store = log_store(tmp_path / "store", options)
+    vecs = clustered(600)
+    days = [f"2023-01-{1 + i % 28:02d}" for i in range(600)]
+    batch = []
+    for i in range(600):
+        a, chunks = article(f"n{i}", f"News item {i}.", source="Valley News" if i % 40 == 0 else "wire",
+                            published=days[i])  # fmt: skip
+        batch.append(Upsert(a, chunks[:1], vecs[i : i + 1]))
+        if len(batch) == 200:  # three commits: with LOG the later two stay in the change log
+            store.commit(batch, [], {}, "test-model")
+            batch = []
+    with store.read() as view:  # the vectors as stored (the scores come from these)
+        rows = view.conn.execute("SELECT vector FROM chunks ORDER BY id").fetchall()
+        stored = decode_vectors([r[0] for r in rows], DIM)
+    wide, narrow = Filters(as_of="2023-01-25"), Filters(source="valley")
+    for filters, allows in ((wide, lambda i: days[i] <= "2023-01-25"), (narrow, lambda i: i % 40 == 0)):
+        for q in clustered(20, seed=3):
+            allowed = [i for i in range(600) if allows(i)]
+            best = sorted(allowed, key=lambda i: -float(stored[i] @ q))[:10]
+            assert _dense_for(store, q, filters) == [f"n{i}" for i in best]
+
+
+def _dense_for(store: SQLiteStore, q: np.ndarray, filters: Filters) -> list[str]:
+    with store.read() as view:
+        hits = view.dense(q, 10, filters)
+        records = view.passages([rid for rid, _ in hits])
+        return [records[rid][0].article_id for rid, _ in hits]
