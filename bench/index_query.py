@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import gc
 import json
 import os
@@ -39,7 +40,7 @@ from qa.indexing.indexer import embed_text  # noqa: E402
 from qa.schema import Chunk  # noqa: E402
 from qa.settings import Settings  # noqa: E402
 from qa.sources.ingest import load_file, make_article  # noqa: E402
-from qa.store import SQLiteStore, Upsert, faiss_store  # noqa: E402
+from qa.store import Filters, SQLiteStore, Upsert, faiss_store  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval"
 CORPUS = EVAL / "squad2-dev" / "corpus.jsonl"
@@ -252,10 +253,13 @@ def bench_scale(
         retriever = HybridRetriever(ours.store(), embedder, settings)
         retriever.retrieve("warm up")
         ours.ask("warm up")
-        retrieval, dense, sparse, answers, recall = [], [], [], [], []
+        retrieval, dated, dense, sparse, answers, dated_answers, recall = [], [], [], [], [], [], []
+        today = dt.date.today()
         for qi, q in enumerate(questions):
             _, r = timed(retriever.retrieve, q)
             retrieval.append(r * 1000)
+            _, r = timed(retriever.retrieve, q, filters=Filters(as_of=today.isoformat()))
+            dated.append(r * 1000)
             with ours.store().read() as view:
                 hits, d = timed(view.dense, queries[qi], 10)
                 _, s = timed(view.sparse, q, settings.fetch_k)
@@ -264,13 +268,17 @@ def bench_scale(
             recall.append(len({i for i, _ in hits} & synthetic.exact(qi)) / 10)
             _, a = timed(ours.ask, q)
             answers.append(a * 1000)
+            _, a = timed(ours.ask, q, as_of=today)
+            dated_answers.append(a * 1000)
         label = f"{n:,} chunks"
         kind = ours.store().stats().get("vectors", "")
         rows.append((f"{label}: built in", f"{build_s:.0f} s ({kind})"))
         rows.append((f"{label}: hybrid retrieval p50 / p95 (embed + dense + BM25 + fuse)", p50_95(retrieval)))
+        rows.append((f"{label}:   as of today (the web chat's date: published by then)", p50_95(dated)))
         rows.append((f"{label}:   dense search alone p50 / p95", p50_95(dense)))
         rows.append((f"{label}:   BM25 (in memory, FTS5's ranking) alone p50 / p95", p50_95(sparse)))
         rows.append((f"{label}: whole extractive answer p50 / p95", p50_95(answers)))
+        rows.append((f"{label}:   as of today", p50_95(dated_answers)))
         rows.append((f"{label}: dense recall@10 vs exact float32 search", f"{np.mean(recall):.3f}"))
         if "IVF" in kind:
             rows += nprobe_sweep(ours, synthetic, queries, label)
