@@ -291,14 +291,17 @@ def bench_scale(
     return rows
 
 
+# The child's own peak, VmHWM: getrusage's ru_maxrss survives exec on Linux, so a child started from this (by
+# then multi-GB) process reported the bench's peak, not its own.
 READER = """
-import resource, sys
+import sys
 import qa
 from qa.settings import Settings
 assistant = qa.Assistant(Settings(index_dir=sys.argv[1], backend="extractive"))
 for q in sys.argv[2:]:
     assistant.ask(q)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(int(status["VmHWM"].split()[0]) // 1024)
 """
 
 

@@ -85,7 +85,9 @@ def index_articles(
     report = IndexReport()
     with store.write_lock(settings.lock_timeout_s):
         work = _FileWork(path="", stamp=None)
-        known = store.article_hashes()
+        known = store.known_articles(
+            ids=[a.id for a in articles], origins=[origin] if origin else [], hashes=[a.content_hash for a in articles]
+        )
         kept = set(_diff(articles, known, _hash_owners(known), work, report, set())) | set(keep)
         for gone in sorted(aid for aid, (_, where) in known.items() if origin and where == origin and aid not in kept):
             work.deletes.append(gone)
@@ -102,8 +104,7 @@ def _hash_owners(known: dict[str, tuple[str, str]]) -> dict[str, str]:
 def _plan_files(
     files: list[Path], store: VectorStore, settings: Settings, report: IndexReport, gone: set[str]
 ) -> list[_FileWork]:
-    stamps = store.file_stamps()
-    known = {aid: v for aid, v in store.article_hashes().items() if aid not in gone}
+    stamps = store.file_stamps(str(path) for path in files)
     max_bytes = settings.max_file_bytes
     # Read every changed file first, so the duplicate check below knows which indexed texts this run replaces.
     loaded: list[tuple[str, os.stat_result, FileStamp | None, list[Article] | None]] = []
@@ -129,11 +130,25 @@ def _plan_files(
         report.rejected += bad
         loaded.append((key, st, old, articles))
 
+    # What this run must diff against: the indexed articles it reads again, those its changed files held, and
+    # those whose text it brings (duplicates). Looked up by id, origin and hash, not read whole: O(change).
+    read = [(key, old, articles) for key, _, old, articles in loaded if articles is not None]
+    stamped = [i for _, old, _ in read if old for i in old.article_ids]
+    known = store.known_articles(
+        ids=[a.id for *_, articles in read for a in articles] + stamped,
+        origins=[key for key, _, _ in read],
+        hashes=[a.content_hash for *_, articles in read for a in articles],
+    )
+    known = {aid: v for aid, v in known.items() if aid not in gone}
+    by_origin: dict[str, set[str]] = {}
+    for aid, (_, origin) in known.items():
+        by_origin.setdefault(origin, set()).add(aid)
+
     def previous(key: str, old: FileStamp | None) -> set[str]:
         # The stamp's ids, and what was read from the file since: a run killed inside a file committed some of
         # its articles without a new stamp.
-        came_from = {a for a, (_, origin) in known.items() if origin == key}
-        return came_from | set(old.article_ids) if old else came_from
+        came_from = by_origin.get(key, set())
+        return came_from | set(old.article_ids) if old else set(came_from)
 
     # A text whose article changes or leaves its file in this run is free: another file may take it (contents
     # swapped or moved between files), instead of being refused as a duplicate of a text that is going away.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -147,7 +147,10 @@ class VectorStore(Protocol):
 
     def write_lock(self, timeout: float = 600.0) -> contextlib.AbstractContextManager[None]: ...
     def article_hashes(self) -> dict[str, tuple[str, str]]: ...
-    def file_stamps(self) -> dict[str, FileStamp]: ...
+    def known_articles(
+        self, ids: Iterable[str] = (), origins: Iterable[str] = (), hashes: Iterable[str] = ()
+    ) -> dict[str, tuple[str, str]]: ...
+    def file_stamps(self, paths: Iterable[str] | None = None) -> dict[str, FileStamp]: ...
     def commit(
         self,
         upserts: Sequence[Upsert],

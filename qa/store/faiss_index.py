@@ -209,7 +209,7 @@ class FaissIndex:
             state = max(self._states.values(), key=lambda s: s.generation, default=None)
         if state is None or state.base is None:
             return {}
-        kind = "flat fp16 (exact)"
+        kind = "flat 8-bit (candidates re-scored in float16)"
         if state.ivf:
             kind = f"IVF{state.base.nlist} fp16, nprobe {self.options.ivf_nprobe}"
         return {

@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     article_id TEXT NOT NULL REFERENCES articles(id), ordinal INTEGER, start INTEGER, end INTEGER,
     text TEXT NOT NULL, sentences TEXT NOT NULL, vector BLOB NOT NULL, sentence_vectors BLOB);
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+CREATE INDEX IF NOT EXISTS articles_hash ON articles(content_hash);
+CREATE INDEX IF NOT EXISTS articles_origin ON articles(origin);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, articles TEXT);
 CREATE TABLE IF NOT EXISTS sparse_removed (generation INTEGER NOT NULL, id INTEGER NOT NULL,
     PRIMARY KEY (generation, id)) WITHOUT ROWID;

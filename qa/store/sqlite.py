@@ -27,7 +27,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -223,9 +223,28 @@ class SQLiteStore:
             rows = self.connection().execute("SELECT id, content_hash, origin FROM articles").fetchall()
         return {r[0]: (r[1], r[2] or "") for r in rows}
 
-    def file_stamps(self) -> dict[str, FileStamp]:
+    def known_articles(
+        self, ids: Iterable[str] = (), origins: Iterable[str] = (), hashes: Iterable[str] = ()
+    ) -> dict[str, tuple[str, str]]:
+        """article_hashes() of the articles among `ids`, from one of `origins` or with one of `hashes`: what a run
+        reading those must diff against, found through the tables' indexes, so adding one article to a large
+        index does not read every article's row (O(change))."""
+        query = " UNION ".join(
+            f"SELECT id, content_hash, origin FROM articles WHERE {column} IN (SELECT value FROM json_each(?{n}))"
+            for n, column in ((1, "id"), (2, "origin"), (3, "content_hash"))
+        )
+        params = tuple(json.dumps(sorted(set(values))) for values in (ids, origins, hashes))
         with self._damage_check():
-            rows = self.connection().execute("SELECT path, size, mtime_ns, articles FROM files").fetchall()
+            rows = self.connection().execute(query, params).fetchall()
+        return {r[0]: (r[1], r[2] or "") for r in rows}
+
+    def file_stamps(self, paths: Iterable[str] | None = None) -> dict[str, FileStamp]:
+        """Every file's stamp, or those of `paths` only (by the primary key: O(paths))."""
+        query, params = "SELECT path, size, mtime_ns, articles FROM files", ()
+        if paths is not None:
+            query, params = query + " WHERE path IN (SELECT value FROM json_each(?))", (json.dumps(sorted(paths)),)
+        with self._damage_check():
+            rows = self.connection().execute(query, params).fetchall()
         return {r[0]: FileStamp(r[1], r[2], tuple(json.loads(r[3]))) for r in rows}
 
     def commit(

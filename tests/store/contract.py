@@ -185,6 +185,30 @@ class StoreContract:
             t.join()
         assert errors == []
 
+    def test_known_articles_finds_by_id_origin_and_text_what_article_hashes_holds(self, store):
+        """The indexer diffs a run against these alone: a lookup that missed one would re-add a duplicate or
+        leave a deleted article behind."""
+        rows = []
+        for aid, origin, text in (
+            ("a", "/corpus/one.jsonl", "The harbour bridge opened."),
+            ("b", "/corpus/one.jsonl", "The wildfire spread."),
+            ("c", "/corpus/two.txt", "The mayor resigned."),
+            ("d", "", "A feed entry about the port."),
+        ):
+            a = make_article(title=aid, text=text, source="wire", origin=origin, key=aid, article_id=aid)
+            chunks = chunk_article(a, chunk_chars=200, overlap_chars=0)
+            rows.append(Upsert(a, chunks, np.vstack([unit(0)] * len(chunks))))
+        store.commit(rows, [], {}, "test-model")
+        every = store.article_hashes()
+        assert store.known_articles() == {}
+        assert store.known_articles(ids=["d", "nope"]) == {"d": every["d"]}
+        assert store.known_articles(origins=["/corpus/one.jsonl"]) == {k: every[k] for k in "ab"}
+        assert store.known_articles(hashes=[every["c"][0], "0" * 64]) == {"c": every["c"]}
+        both = store.known_articles(ids=["a"], origins=["/corpus/one.jsonl", "/corpus/two.txt"], hashes=[every["d"][0]])
+        assert both == every
+        store.commit([], ["b"], {}, "test-model")
+        assert store.known_articles(origins=["/corpus/one.jsonl"]) == {"a": every["a"]}
+
     # -- file stamps ----------------------------------------------------------------------------------------
     def test_file_stamps_round_trip_are_removed_by_none_and_survive_reopening(self, store, make_store):
         a, chunks = article("a", "The harbour bridge opened to traffic.")
@@ -195,6 +219,8 @@ class StoreContract:
         }
         store.commit([Upsert(a, chunks, np.vstack([unit(0)] * len(chunks)))], [], stamps, "test-model")
         assert store.file_stamps() == stamps
+        assert store.file_stamps(["/corpus/a.txt", "/corpus/gone.txt"]) == {"/corpus/a.txt": stamps["/corpus/a.txt"]}
+        assert store.file_stamps([]) == {}
         generation = store.generation()
         # A commit of stamps alone changes no vectors: no new generation, and only the stamps named change.
         moved = FileStamp(size=124, mtime_ns=1_700_000_000_999_999_999, article_ids=("a",))
