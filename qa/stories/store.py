@@ -80,9 +80,11 @@ def assign(conn: sqlite3.Connection, dense: DenseSearch | None, rows: Iterable[S
     if dense is not None and rows:  # one batched search for the whole commit, not one per article
         near = dense.neighbours(np.stack([r.vector for r in rows]), NEIGHBOURS)
     batch: list[StoryRow] = []
+    vectors = np.zeros((len(rows), rows[0].vector.shape[0] if rows else 0), dtype=np.float32)  # batch's, in order
     for row, ids in zip(rows, near, strict=True):
-        _place(conn, ids, row, batch)
+        _place(conn, ids, row, batch, vectors[: len(batch)])
         _write(conn, row)
+        vectors[len(batch)] = row.vector
         batch.append(row)
 
 
@@ -132,8 +134,11 @@ def backfill(conn: sqlite3.Connection, dense: DenseSearch | None, dim: int, limi
 
 
 # -- placing one article ---------------------------------------------------------------------------------
-def _place(conn: sqlite3.Connection, near: list[int], row: StoryRow, batch: list[StoryRow]) -> None:
-    """`near`: the ids of the chunks nearest the article in the index as it was before this commit."""
+def _place(
+    conn: sqlite3.Connection, near: list[int], row: StoryRow, batch: list[StoryRow], batch_vectors: np.ndarray
+) -> None:
+    """`near`: the ids of the chunks nearest the article in the index as it was before this commit;
+    `batch_vectors`: the vectors of `batch` (this commit's articles placed so far), one row each."""
     copies = _copies_of(conn, row)
     if copies:
         best = copies[0]
@@ -143,7 +148,7 @@ def _place(conn: sqlite3.Connection, near: list[int], row: StoryRow, batch: list
             _merge(conn, "copy_id", row.copy_id, others)
             _refresh(conn, batch)
         return
-    linked = _stories_of(conn, near, row, batch)
+    linked = _stories_of(conn, near, row, batch, batch_vectors)
     if linked:
         # Reports of one event are the connected pairs: an article that links two stories joins them.
         row.story_id = linked[0].story_id
@@ -170,14 +175,17 @@ def _copies_of(conn: sqlite3.Connection, row: StoryRow) -> list[StoryRow]:
     return [other for _, other in sorted(found, key=lambda x: -x[0])]
 
 
-def _stories_of(conn: sqlite3.Connection, near: list[int], row: StoryRow, batch: list[StoryRow]) -> list[StoryRow]:
+def _stories_of(
+    conn: sqlite3.Connection, near: list[int], row: StoryRow, batch: list[StoryRow], batch_vectors: np.ndarray
+) -> list[StoryRow]:
     """The neighbours that report the same event (close in date, similar, sharing names), most similar first."""
     # The commit's own articles count as neighbours too, but only the most similar: comparing names with every
-    # article of a large commit was quadratic (minutes per 10k-chunk commit of same-titled articles).
-    others = [r for r in batch if r.article_id != row.article_id]
-    sims = np.stack([r.vector for r in others]) @ row.vector if others else np.zeros(0)
-    close = [i for i in np.argsort(-sims)[:NEIGHBOURS] if sims[i] >= NAMED_SIMILARITY]
-    candidates = {others[i].article_id: others[i] for i in close}
+    # article of a large commit was quadratic (minutes per 10k-chunk commit of same-titled articles), and so was
+    # stacking their vectors again for every article (the caller keeps them in one array).
+    sims = batch_vectors @ row.vector
+    top = np.argpartition(-sims, NEIGHBOURS)[:NEIGHBOURS] if len(sims) > NEIGHBOURS else np.arange(len(sims))
+    close = [i for i in top[np.argsort(-sims[top])] if sims[i] >= NAMED_SIMILARITY]
+    candidates = {batch[i].article_id: batch[i] for i in close if batch[i].article_id != row.article_id}
     if near:
         marks = ",".join("?" * len(near))
         aids = [r[0] for r in conn.execute(f"SELECT DISTINCT article_id FROM chunks WHERE id IN ({marks})", near)]
