@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -80,11 +81,13 @@ class Loaded:
 def load_url(
     url: str,
     limits: Limits | None = None,
-    known: dict[str, tuple[str, str]] | None = None,
+    known: Callable[[list[str]], dict[str, tuple[str, str]]] | None = None,
     seen: dict[str, dict[str, str]] | None = None,
 ) -> Loaded:
     """Fetch `url` and turn it into articles: a feed with entries, else an article page. Never raises for
-    what the network or the page does; every problem is a Rejection with the reason."""
+    what the network or the page does; every problem is a Rejection with the reason. `known(ids)`: the
+    (content hash, origin) the index holds for those of the feed's article ids it has (VectorStore.known_articles),
+    asked once per feed for its entries only."""
     limits = limits or Limits()
     out = Loaded(url=url)
     deadline = time.monotonic() + limits.budget_s
@@ -114,7 +117,7 @@ def load_url(
                 out.rejected.append(Rejection(url, "the feed has no entries (nothing indexed, nothing removed)"))
                 return out
             out.kind, out.origin = "feed", url
-            _load_entries(parsed, out, limits, known or {}, seen or {}, deadline)
+            _load_entries(parsed, out, limits, known or (lambda ids: {}), seen or {}, deadline)
             return out
         if got.content_type in FEED_TYPES:
             why = parsed.get("bozo_exception") or "no feed elements found"
@@ -150,11 +153,12 @@ def _looks_like_html(body: bytes) -> bool:
     return any(tag in head for tag in (b"<html", b"<body", b"<p", b"<div", b"<article", b"<!doctype html"))
 
 
-def _load_entries(parsed, out: Loaded, limits: Limits, known: dict, seen: dict, deadline: float) -> None:
+def _load_entries(parsed, out: Loaded, limits: Limits, known: Callable, seen: dict, deadline: float) -> None:
     feed_title = _plain(parsed.feed.get("title", ""))
-    for n, entry in enumerate(parsed.entries, start=1):
+    keys = [e.get("link") or e.get("id") or f"{out.url}#{n}" for n, e in enumerate(parsed.entries, start=1)]
+    known = known([id_for(key) for key in keys])
+    for n, (entry, key) in enumerate(zip(parsed.entries, keys, strict=True), start=1):
         link = entry.get("link") or ""
-        key = link or entry.get("id") or f"{out.url}#{n}"
         where = link or f"{out.url} entry {n}"
         title = _plain(entry.get("title", ""))
         content = [c.get("value", "") for c in entry.get("content") or [] if c.get("value", "").strip()]
@@ -279,7 +283,7 @@ def index_url(
 
     limits = limits or Limits.of(settings)
     feeds = _read_seen(store.path)
-    loaded = load_url(url, limits, store.article_hashes(), feeds.get(url, {}))
+    loaded = load_url(url, limits, lambda ids: store.known_articles(ids=ids), feeds.get(url, {}))
     if loaded.kind == "feed":
         report = index_articles(loaded.articles, store, embedder, settings, origin=url, keep=loaded.present)
     elif loaded.articles:
@@ -289,7 +293,8 @@ def index_url(
     report.unchanged += loaded.skipped
     report.rejected = loaded.rejected + report.rejected
     if loaded.kind == "feed":
-        now = store.article_hashes()  # remember only what the index really holds (not duplicates, say)
+        # remember only what the index really holds (not duplicates, say)
+        now = store.known_articles(ids=[s["id"] for s in loaded.seen.values()])
         feeds[url] = {link: s for link, s in loaded.seen.items() if now.get(s["id"], ("",))[0] == s["hash"]}
         _write_seen(store.path, feeds)
     return report
