@@ -50,6 +50,7 @@ class Embedder:
 
         hf_logging.disable_progress_bar()  # quiet by default: no "Loading weights" bar on every start
 
+        _numpy_blas_on_one_thread()
         self.name = model
         self.batch_size = batch_size
         self._model = SentenceTransformer(str(resolve_model_path(model)), device=device)
@@ -59,7 +60,7 @@ class Embedder:
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock, _one_thread_if(len(texts) <= 4 and sum(map(len, texts)) <= 2000):
+        with self._lock, _one_thread_if(len(texts) <= 16 and sum(map(len, texts)) <= 4000):
             vectors = self._model.encode(  # (torch on 2 cores gains nothing from concurrent encodes)
                 list(texts),
                 batch_size=self.batch_size,
@@ -151,11 +152,28 @@ class Embedder:
         return chunks.numpy(), sentences
 
 
+@lru_cache(maxsize=1)
+def _numpy_blas_on_one_thread() -> None:
+    """numpy's OpenBLAS (its pthreads build) keeps its worker thread spinning for a while after every product big
+    enough to use it, and on 2 cores that thread takes the core torch's second thread needs: at 1M chunks the 8
+    sentences an answer embeds alone took 107-146 ms after the answer's own small numpy products, 32-53 ms with
+    numpy's BLAS on one thread (its products here are a few hundred rows at most). Process-wide, once, when a
+    model is loaded; FAISS's own OpenBLAS (an OpenMP build) and torch's threads are left as they are."""
+    from threadpoolctl import ThreadpoolController
+
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        if getattr(lib, "threading_layer", "") == "pthreads":
+            lib.set_num_threads(1)
+
+
 @contextlib.contextmanager
 def _one_thread_if(small: bool) -> Iterator[None]:
-    """A question or a few short texts run on one thread: handing so little work to a second thread costs more
-    than it saves (a query took 33-40 ms p50 with 2 threads and 8-13 ms with 1 on the busy 2-core machine). Only
-    inside the encode lock, so no other encode sees the setting."""
+    """What a question embeds (itself, the ~8 sentences read alone, an answer's claims) runs on one thread. On 2
+    cores a second torch thread only pays while the other core is idle: with one core busy elsewhere (another
+    process, an indexer beside the chat) its OpenMP barriers stall, and a query took 130-143 ms instead of
+    12-13, 8 sentences 315-367 ms instead of 61-65. Quiet, the 8 sentences take ~40 ms on 2 threads and ~60 on
+    one (a whole answer at 1M chunks 113 vs 144 ms; busy 415 vs 148). Bulk encodes (indexing) keep every
+    thread. Only inside the encode lock, so no other encode sees the setting."""
     if not small:
         yield
         return

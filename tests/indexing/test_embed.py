@@ -47,3 +47,29 @@ def test_one_pass_reads_each_sentence_in_its_chunk_and_embeds_alone_only_what_th
     cosines = (in_chunk * alone).sum(axis=1)
     assert cosines[1] > 0.9999  # cut off: its own vector
     assert 0.3 < cosines[0] < 0.999  # read in context: close to, but not, the sentence alone
+
+
+def test_a_loaded_model_leaves_numpy_blas_on_one_thread_and_question_encodes_restore_torch_threads(embedder):
+    """numpy's pthreads OpenBLAS spins after each product and took torch's second core (answers 2-3x slower at 1M
+    chunks); a question-sized encode runs on one torch thread and puts the thread count back for bulk encodes."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    pthreads = [i for i in threadpool_info() if i["user_api"] == "blas" and i.get("threading_layer") == "pthreads"]
+    assert pthreads and all(i["num_threads"] == 1 for i in pthreads)
+    before = torch.get_num_threads()
+    seen = []
+    real = embedder._model.encode
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    embedder._model.encode = spy
+    try:
+        embedder.encode(["Why did Russia decline?"])
+        embedder.encode(["A longer sentence of an article, read alone at question time."] * 8)
+        embedder.encode(["A chunk of text."] * 64)
+    finally:
+        del embedder._model.encode
+    assert seen == [1, 1, before] and torch.get_num_threads() == before
