@@ -55,7 +55,8 @@ def _article(text: str, title: str = "t"):
 
 def test_sentences_stay_few_per_byte_whatever_the_shape():
     # 1-character lines used to be one sentence each (a sentence vector each at indexing, 8 million for 16 MB),
-    # and pysbd's time grew with sentences x length: now every shape costs a bounded amount per byte.
+    # and pysbd's time (the splitter before) grew with sentences x length: now every shape costs a bounded amount
+    # per byte.
     for unit in ("a\n", "a\n\n", "a. ", "Mr. ", "word ", "x", "a!\n"):
         text = unit * (20_000 // len(unit))
         spans = sentence_spans(text, max_chars=600)
@@ -67,29 +68,46 @@ def test_sentences_stay_few_per_byte_whatever_the_shape():
         assert set(chunks[0].sentences) <= set(spans)
 
 
-def test_sentence_finding_grows_linearly_in_the_number_of_pysbd_calls_and_their_size(monkeypatch):
-    # Counted, not timed: what pysbd is given per call stays bounded, so its cost per byte does too.
+def test_sentence_finding_grows_linearly_in_the_number_of_splitter_calls_and_their_size(monkeypatch):
+    # Counted, not timed: what the splitter is given per call stays bounded, so its cost per byte does too.
     from qa.indexing import chunk
 
     calls: list[int] = []
-    real = chunk._segmenter()
+    real = chunk._segment
 
-    class Counting:
-        def segment(self, text):
-            calls.append(len(text))
-            return real.segment(text)
+    def counting(piece):
+        calls.append(len(piece))
+        return real(piece)
 
-    monkeypatch.setattr(chunk, "_segmenter", lambda: Counting())
+    monkeypatch.setattr(chunk, "_segment", counting)
     for unit in ("The council met on Monday. ", "a\n", "Mr. Smith. "):
         for size in (20_000, 80_000):
             calls.clear()
             sentence_spans(unit * (size // len(unit)))
             assert all(n <= chunk._MAX_PIECE for n in calls), unit
-            assert sum(calls) <= size, unit  # each character is given to pysbd at most once
+            assert sum(calls) <= size, unit  # each character is given to the splitter at most once
     text = "The council met on Monday. " * 2000
     calls.clear()
     sentence_spans(text)
     assert calls and text[: max(calls)].count(". ") <= chunk._MAX_CANDIDATES  # pieces of few possible ends
+
+
+def test_quotes_initials_and_lone_closing_quotes_stay_with_their_sentence():
+    text = (
+        "\u201cIt\u2019s humbling,\u201d Burrow said. \u201cI think whatever Buffalo would do.\u201d "
+        "Rep. Elise Stefanik, R-N.Y., nominated him. "
+        "\u201cAnything else is a failure.\u2019\u2019 He left the room at noon. "
+        'She said: "We won." Then, "Go home," he said.'
+    )
+    assert [text[s:e] for s, e in sentence_spans(text)] == [
+        "\u201cIt\u2019s humbling,\u201d Burrow said.",
+        "\u201cI think whatever Buffalo would do.\u201d",
+        "Rep. Elise Stefanik, R-N.Y., nominated him.",
+        "\u201cAnything else is a failure.\u2019\u2019",
+        "He left the room at noon.",
+        'She said: "We won."',
+        'Then, "Go home," he said.',
+    ]
 
 
 def test_a_sixteen_megabyte_line_is_chunked_in_bounded_pieces():
