@@ -75,7 +75,8 @@ def bench_real_indexing(work: Path) -> tuple[list[tuple[str, str]], qa.Assistant
     rows.append((f"index squad2-dev, {chunks} chunks (ingest+chunk+embed+store)", f"{chunks / seconds:.1f} chunks/s"))
     articles, _ = load_file(CORPUS, 10**9)
     texts = [embed_text(a, c)[0] for a in articles for c in chunk_article(a)]
-    _, raw = timed(assistant.embedder._model.encode, texts, batch_size=32, normalize_embeddings=True)
+    batch = assistant.settings.embed_batch_size
+    _, raw = timed(assistant.embedder._model.encode, texts, batch_size=batch, normalize_embeddings=True)
     rows.append(("raw SentenceTransformer.encode, same chunk texts", f"{len(texts) / raw:.1f} chunks/s"))
     rows.append(("index throughput / raw encode", f"{raw / seconds:.2f}x"))
     noop, noop_s = timed(assistant.index, [CORPUS])

@@ -38,6 +38,7 @@ from qa.settings import Settings
 CHUNK_SIZE = 1000
 CHUNK_OVERLAP = 200
 TOP_K = 10
+BATCH_SIZE = 32  # SentenceTransformer.encode's default, which HuggingFaceEmbeddings keeps: the textbook tunes nothing
 
 
 class MiniLMEmbeddings(Embeddings):
@@ -47,7 +48,7 @@ class MiniLMEmbeddings(Embeddings):
         self._embedder = get_embedder(settings.embed_model, settings.embed_device, settings.embed_batch_size)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._embedder.encode([t.replace("\n", " ") for t in texts]).tolist()
+        return self._embedder.encode([t.replace("\n", " ") for t in texts], batch_size=BATCH_SIZE).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]

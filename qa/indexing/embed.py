@@ -44,7 +44,7 @@ def resolve_model_path(name: str) -> Path:
 class Embedder:
     """Wraps one SentenceTransformer; thread-safe, batches, normalizes, shows progress on long runs."""
 
-    def __init__(self, model: str = DEFAULT_EMBED_MODEL, device: str = "cpu", batch_size: int = 32):
+    def __init__(self, model: str = DEFAULT_EMBED_MODEL, device: str = "cpu", batch_size: int = 16):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -57,13 +57,13 @@ class Embedder:
         self.dim = int(self._model.get_embedding_dimension())
         self._lock = threading.Lock()
 
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], progress: bool = False, batch_size: int | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock, _one_thread_if(len(texts) <= 16 and sum(map(len, texts)) <= 4000):
             vectors = self._model.encode(  # (torch on 2 cores gains nothing from concurrent encodes)
                 list(texts),
-                batch_size=self.batch_size,
+                batch_size=batch_size or self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=progress,
@@ -188,7 +188,7 @@ def _one_thread_if(small: bool) -> Iterator[None]:
 
 
 @lru_cache(maxsize=4)
-def get_embedder(model: str = DEFAULT_EMBED_MODEL, device: str = "cpu", batch_size: int = 32) -> Embedder:
+def get_embedder(model: str = DEFAULT_EMBED_MODEL, device: str = "cpu", batch_size: int = 16) -> Embedder:
     """One loaded model per (name, device) per process: ask() and index() never reload it."""
     log.info("loading embedding model %s", model)
     return Embedder(model, device, batch_size)
