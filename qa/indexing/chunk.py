@@ -30,6 +30,7 @@ _CLOSERS = "\"'\u201d\u2019)]"  # and a closing one at the start of the sentence
 _INITIAL = re.compile(r"(?<![A-Za-z])[A-Z]\.$")  # "R-N." of "R-N.Y.", cut after by sentencex
 _NEXT_INITIAL = re.compile(r"[A-Z]\.")
 _NOT_A_START = re.compile(r"[a-z,;]")  # a cut before these is not a sentence end ("BQ.1.1." + "is causing")
+_MAY = re.compile(r"\bMay\.(?=\s+[A-Z])")  # sentencex reads the month as an abbreviation: "in May. John said"
 
 
 def _segment(piece: str) -> list[tuple[int, int]]:
@@ -37,12 +38,9 @@ def _segment(piece: str) -> list[tuple[int, int]]:
     paragraphs of rtqa-2023-dev + squad2-dev where pysbd took 14 s), mended where it errs on news: a quote
     left on the wrong side of a cut ('he said. \u201c' + 'I think', 'a failure.\u2019' + '\u2019 He left') moves to
     its sentence; a cut before a lower-case word or a comma, or between two initials ('R-N.' + 'Y., nominated'),
-    is undone."""
-    import sentencex
-
+    is undone; and "May." before a capital ends a sentence (sentencex takes the month for an abbreviation)."""
     spans: list[tuple[int, int]] = []
-    for part in sentencex.get_sentence_boundaries("en", piece):
-        start, end = part["start_index"], part["end_index"]
+    for start, end in _parts(piece):
         if spans:
             last_start, last_end = spans[-1]
             while last_end > last_start and piece[last_end - 1].isspace():
@@ -69,6 +67,18 @@ def _segment(piece: str) -> list[tuple[int, int]]:
                 spans[-1], start = (last_start, opener), opener
         spans.append((start, end))
     return spans
+
+
+def _parts(piece: str) -> Iterator[tuple[int, int]]:
+    """sentencex's sentences as (start, end) in `piece`, each also cut after "May." before a capital."""
+    import sentencex
+
+    for part in sentencex.get_sentence_boundaries("en", piece):
+        start, end = part["start_index"], part["end_index"]
+        for month in _MAY.finditer(piece, start, end):
+            yield start, month.end()
+            start = month.end()
+        yield start, end
 
 
 def sentence_spans(text: str, max_chars: int = 1200) -> list[tuple[int, int]]:

@@ -97,7 +97,7 @@ def test_quotes_initials_and_lone_closing_quotes_stay_with_their_sentence():
         "\u201cIt\u2019s humbling,\u201d Burrow said. \u201cI think whatever Buffalo would do.\u201d "
         "Rep. Elise Stefanik, R-N.Y., nominated him. "
         "\u201cAnything else is a failure.\u2019\u2019 He left the room at noon. "
-        'She said: "We won." Then, "Go home," he said.'
+        'She said: "We won." Then, "Go home," he said. It rained in May. John Smith stayed home.'
     )
     assert [text[s:e] for s, e in sentence_spans(text)] == [
         "\u201cIt\u2019s humbling,\u201d Burrow said.",
@@ -107,6 +107,8 @@ def test_quotes_initials_and_lone_closing_quotes_stay_with_their_sentence():
         "He left the room at noon.",
         'She said: "We won."',
         'Then, "Go home," he said.',
+        "It rained in May.",
+        "John Smith stayed home.",
     ]
 
 

@@ -27,7 +27,7 @@ from qa.store import FileStamp, Upsert, VectorStore, faiss_store
 from tests.helpers import DATA, ROOT, SHARED_EVAL
 
 EVAL_CORPUS = SHARED_EVAL / "rtqa-2023-dev" / "corpus.jsonl"
-SENTENCE = "Sentence {n} of story {i} says something about the harbour, the tolls and the weather in spring."
+SENTENCE = "Sentence {n} of story {i} says something about the harbour, the tolls and the weather in May."
 
 
 def _record(i: int, sentences: int = 12) -> dict:
