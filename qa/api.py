@@ -30,7 +30,7 @@ class Assistant:
     @cached_property
     def embedder(self) -> Embedder:
         s = self.settings
-        return get_embedder(s.embed_model, s.embed_device, s.embed_batch_size)
+        return get_embedder(s.embed_model, s.embed_device, s.embed_batch_size, s.embed_precision)
 
     def store(self, create: bool = False) -> VectorStore:
         with self._lock:

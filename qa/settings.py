@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         "a smaller batch's activations stay in cache); 64 and 128 were 10-30% slower.",
     )
     embed_device: str = Field("cpu", description="torch device for the embedding model.")
+    embed_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Matrix products of the embedding model: 'auto' = bfloat16 (torch autocast) on a CPU that has "
+        "it in hardware (AMX / AVX512-BF16), else float32. There 2.1x faster, vectors at cosine >= 0.99997.",
+    )
 
     chunk_chars: int = Field(600, ge=100, description="Target chunk length in characters (whole sentences).")
     chunk_overlap_chars: int = Field(

@@ -39,13 +39,14 @@ CHUNK_SIZE = 1000
 CHUNK_OVERLAP = 200
 TOP_K = 10
 BATCH_SIZE = 32  # SentenceTransformer.encode's default, which HuggingFaceEmbeddings keeps: the textbook tunes nothing
+# (and runs in float32, as HuggingFaceEmbeddings does: our bfloat16 autocast is ours, not the textbook's)
 
 
 class MiniLMEmbeddings(Embeddings):
     """LangChain embeddings backed by our loaded sentence-transformers model (one load per process)."""
 
     def __init__(self, settings: Settings):
-        self._embedder = get_embedder(settings.embed_model, settings.embed_device, settings.embed_batch_size)
+        self._embedder = get_embedder(settings.embed_model, settings.embed_device, BATCH_SIZE, "float32")
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._embedder.encode([t.replace("\n", " ") for t in texts], batch_size=BATCH_SIZE).tolist()

@@ -18,7 +18,7 @@ from qa.api import Assistant
 from qa.errors import QAError
 from qa.eval.stats import percentile
 from qa.indexing.chunk import SENTENCES
-from qa.indexing.embed import VECTORS
+from qa.indexing.embed import VECTORS, uses_bfloat16
 from qa.schema import Answer, Passage
 from qa.settings import Settings
 from qa.store.codec import FORMAT
@@ -65,6 +65,7 @@ def eval_index_dir(set_dir: Path, settings: Settings, cache: Path | None = None)
         [str(set_dir.resolve()), settings.embed_model, settings.chunk_chars, settings.chunk_overlap_chars, VECTORS]
         + [SENTENCES]
         + [FORMAT]
+        + (["bfloat16"] if uses_bfloat16(settings.embed_precision, settings.embed_device) else [])
     )
     root = cache or Path.home() / ".cache" / "news-qa" / "eval"
     return root / f"{set_dir.resolve().name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"

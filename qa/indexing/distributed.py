@@ -30,10 +30,10 @@ LOOPBACK = ("127.0.0.1", "localhost")
 class _Worker:
     """One per CPU of the cluster: the model stays loaded between batches."""
 
-    def __init__(self, model: str, device: str, batch_size: int):
+    def __init__(self, model: str, device: str, batch_size: int, precision: str):
         from qa.indexing.embed import get_embedder
 
-        self._embedder = get_embedder(model, device, batch_size)
+        self._embedder = get_embedder(model, device, batch_size, precision)  # "auto": each node's own CPU decides
 
     def dim(self) -> int:
         return self._embedder.dim
@@ -54,11 +54,11 @@ class RayEmbedder:
     """Stands in for qa.indexing.embed.Embedder in the indexer (name, dim, batch_size, encode_chunks) and also
     chunks."""
 
-    def __init__(self, address: str, model: str, device: str, batch_size: int):
+    def __init__(self, address: str, model: str, device: str, batch_size: int, precision: str = "auto"):
         ray = connect(address)
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(_Worker)
-        self._actors = [actor.remote(model, device, batch_size) for _ in range(workers)]
+        self._actors = [actor.remote(model, device, batch_size, precision) for _ in range(workers)]
         self._ray = ray
         self.name = model
         self.dim = ray.get([a.dim.remote() for a in self._actors])[0]  # also waits until every model is loaded
@@ -91,14 +91,14 @@ class RayEmbedder:
 
 
 @lru_cache(maxsize=2)
-def get_ray_embedder(address: str, model: str, device: str, batch_size: int) -> RayEmbedder:
+def get_ray_embedder(address: str, model: str, device: str, batch_size: int, precision: str) -> RayEmbedder:
     """One set of actors per cluster and model per process: repeated index calls do not reload the model."""
-    return RayEmbedder(address, model, device, batch_size)
+    return RayEmbedder(address, model, device, batch_size, precision)
 
 
 def ray_embedder(settings: Settings) -> RayEmbedder:
     s = settings
-    return get_ray_embedder(s.ray_address, s.embed_model, s.embed_device, s.embed_batch_size)
+    return get_ray_embedder(s.ray_address, s.embed_model, s.embed_device, s.embed_batch_size, s.embed_precision)
 
 
 def connect(address: str):
