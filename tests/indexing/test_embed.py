@@ -26,8 +26,8 @@ def test_chunk_vectors_equal_plain_encoding_and_every_sentence_gets_a_unit_vecto
     text = "Russia stays away\n" + " ".join(sentences)
     vectors, per_chunk = embedder.encode_chunks([text, "No sentences here."], [spans_of(text, sentences), []])
     assert vectors.shape == (2, embedder.dim)
-    # The model's own chunk vectors (two texts are encoded in float32, a chunk batch in bfloat16 where the CPU
-    # has it: the same vectors to a cosine of 0.9999).
+    # The model's own chunk vectors (to a cosine of 0.9999: in bfloat16, where the CPU has it, a batch's padding
+    # rounds differently).
     assert ((vectors * embedder.encode([text, "No sentences here."])).sum(axis=1) > 0.9999).all()
     assert per_chunk[0].shape == (3, embedder.dim) and per_chunk[1].shape == (0, embedder.dim)
     np.testing.assert_allclose(np.linalg.norm(per_chunk[0], axis=1), 1.0, atol=1e-5)
