@@ -24,7 +24,7 @@ from qa.answer.generate import condense_question, pick_sources, stream_answer
 from qa.answer.gguf import ModelUnavailable
 from qa.answer.history import History, last_question
 from qa.answer.retrieve import HybridRetriever
-from qa.answer.sentences import Candidate, absent_names, rank_sentences, rerank
+from qa.answer.sentences import Candidate, absent_names, rank_sentences, relation_asked, rerank, stating
 from qa.answer.verify import verify
 from qa.answer.when import TimeFrame, as_date, time_frame
 from qa.indexing.embed import Embedder
@@ -168,6 +168,15 @@ class AskPipeline:
         if absent and not quoted.abstained:  # "How tall is the Eiffel Tower?" over a water tower's article
             quoted = abstain(standalone, reading.passages, quoted.support)
             quoted.notes = [f"no retrieved article mentions {', '.join(absent)}"]
+        if not quoted.abstained and (relation := relation_asked(standalone)):
+            # "What is the capital of France?" is answered by a sentence that states a capital, not one that
+            # names Paris as where a meeting was held: quote the best one that does, or decline.
+            holding = stating(relation, standalone, reading.ranked)
+            if not holding:
+                quoted = abstain(standalone, reading.passages, quoted.support)
+                quoted.notes = ["no retrieved sentence states what the question asks for"]
+            elif holding[0] is not reading.ranked[0]:
+                quoted = extractive_answer(standalone, holding, reading.passages, s)
         versions = [] if quoted.abstained else other_versions(reading.ranked, abstain_threshold(s))
         if versions and model is None:  # reports disagree on the figure asked for: show each, latest first
             quoted = conflict_answer(standalone, versions, quoted)

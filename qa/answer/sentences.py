@@ -14,7 +14,7 @@ from qa.answer.when import TimeFrame, parse_iso, resolve
 from qa.indexing.embed import Embedder
 from qa.schema import Citation, Passage
 from qa.settings import Settings
-from qa.text import STOPWORDS, stems
+from qa.text import STOPWORDS, stem, stems
 
 MIN_SENTENCE_CHARS = 25
 _ASKS = re.compile(r"\?[\"'”’)\]]*\s*$")
@@ -187,6 +187,59 @@ def proper_names(question: str) -> set[str]:
 
 
 _QUIZ_WORDS = frozenset({"true", "false"})  # "..., Russia agreed to a new treaty. True or false?"
+
+# "What is the capital of France?", "Who was the head coach of ...?", "What is France's capital?"
+_RELATION = re.compile(
+    r"^\W*(?:what|who|which)\s+(?:is|was|are|were)\s+"
+    r"(?:the\s+((?:[a-z]+\s+)?[a-z]+)\s+of\b|(?:the\s+)?[\w .&'’-]+?['’]s?\s+((?:[a-z]+\s+)?[a-z]+)\s*\?*\s*$)",
+    re.IGNORECASE,
+)
+_GENERIC_RELATIONS = frozenset("name names title kind type sort number amount part role meaning".split())
+
+
+def relation_asked(question: str) -> set[str]:
+    """The stems of the relation a "What is the N of Y?" question asks for ({"capit"} for "the capital of France"),
+    empty for other questions and for a generic N ("the name of"): the sentence that answers such a question
+    states the relation; one that only names a place of Y ("a meeting in Paris") does not."""
+    m = _RELATION.match(question.strip())
+    if not m:
+        return set()
+    return {stem(w) for w in (m.group(1) or m.group(2)).lower().split() if w not in _GENERIC_RELATIONS | STOPWORDS}
+
+
+def stating(relation: set[str], question: str, ranked: list[Candidate]) -> list[Candidate]:
+    """The ranked sentences that state the relation asked for: its word next to a name or number the question
+    does not hold ("Mayor Ilse Marten", "Canberra, Australia's capital"); "held in the French capital" names
+    the relation but not its value."""
+    return [c for c in ranked if states_relation(relation, question, c.text)]
+
+
+_TOKEN = re.compile(r"[\w'’.-]+")
+_VALUE = re.compile(r"[A-Z0-9][\w'’.-]*")
+RELATION_WINDOW = 2  # words either side of the relation's word, not counting stopwords and the question's own
+
+
+def states_relation(relation: set[str], question: str, text: str) -> bool:
+    tokens = [t.strip(".'’-") for t in _TOKEN.findall(text)]
+    asked = {w.lower().strip(".'’-") for w in _TOKEN.findall(question)}
+    asked_countries = places.countries_named(question)
+
+    def value(word: str) -> bool:  # a name or number that is not the question's ("French" for "France")
+        country = places.country_of(word)
+        return (
+            bool(_VALUE.match(word))
+            and stem(word.lower()) not in relation
+            and not (country and country in asked_countries)
+        )
+
+    for i, token in enumerate(tokens):
+        if stem(token.lower()) not in relation:
+            continue
+        for side in (tokens[:i][::-1], tokens[i + 1 :]):
+            near = [w for w in side if w and w.lower() not in STOPWORDS and w.lower() not in asked]
+            if any(value(w) for w in near[:RELATION_WINDOW]):
+                return True
+    return False
 
 
 def absent_names(question: str, passages: list[Passage]) -> list[str]:

@@ -39,12 +39,51 @@ def test_every_citation_quotes_its_article_exactly_and_every_marker_exists(seede
 
 @pytest.mark.parametrize(
     "question",
-    ["Who won the 2010 World Cup?", "What is the capital of Australia?", "How tall is the Eiffel Tower?"],
+    [
+        "Who won the 2010 World Cup?",
+        "What is the capital of Australia?",
+        "How tall is the Eiffel Tower?",
+        # the seed names Paris as where the meeting was held and "the French capital", never which city that is
+        "What is the capital of France?",
+        "What is France's capital?",
+    ],
 )
 def test_questions_the_articles_do_not_cover_are_declined(seeded: qa.Assistant, question: str):
     answer = seeded.ask(question)
     assert answer.abstained and answer.citations == []
     assert answer.text == "The articles don't say."
+
+
+def test_a_relation_is_answered_by_the_sentence_that_states_it(seeded: qa.Assistant):
+    answer = seeded.ask("Who is the mayor of Port Elling?")
+    assert not answer.abstained
+    assert "Mayor Ilse Marten" in answer.citations[0].quote
+
+
+@pytest.mark.parametrize(
+    ("sentence", "states"),
+    [
+        ("The meeting was held in the French capital.", False),  # the relation, but not its value
+        ("The meeting took place in Paris.", False),  # a value, but not the relation
+        ("The capital of France is Paris.", True),
+        ("Paris, the capital of France, hosted the talks.", True),
+        ("The French capital Paris hosted the talks.", True),
+    ],
+)
+def test_a_sentence_states_a_relation_by_its_word_beside_a_value(sentence: str, states: bool):
+    from qa.answer.sentences import relation_asked, states_relation
+
+    question = "What is the capital of France?"
+    assert relation_asked(question) == {"capital"}
+    assert states_relation(relation_asked(question), question, sentence) is states
+
+
+def test_only_what_is_the_n_of_questions_ask_for_a_relation():
+    from qa.answer.sentences import relation_asked
+
+    assert relation_asked("Who is Twitter's CEO?") == {"ceo"}
+    assert relation_asked("What was the name of the Florida Huguenot colony?") == set()  # generic
+    assert relation_asked("Why did Russia decline?") == set()
 
 
 def test_answers_render_as_markdown_with_sources(seeded: qa.Assistant):
