@@ -37,6 +37,19 @@ _ORG_NOUNS = (
     r"company|companies|firm|brand|team|airline|organization|organisation|group|agency|network|retailer|"
     r"bank|automaker|carmaker|university|school|party|club|league|chain|restaurant|maker|giant|startup|store"
 )
+_HOLDER = re.compile(
+    rf"(?:{_PERSON_NOUNS}|{_PLACE_NOUNS}|{_ORG_NOUNS}|capital|mayor|chief|head|chair|chairman|chairwoman|owner|"
+    r"winner|champion|manager|captain|spokesman|spokeswoman|spokesperson)",
+    re.I,
+)
+
+
+def names_a_holder(noun: str) -> bool:
+    """Whether a relation noun is answered by a name ("the capital of", "the coach of"), not by a description
+    ("the cause of", "the result of"): only the former is stated beside its value."""
+    return bool(_HOLDER.fullmatch(noun))
+
+
 # up to two words between "which" and its noun ("which high-profile billionaire", "which US state"), never
 # a verb or article: "what did the president say" does not ask for a person
 _MOD = r"(?:(?!(?:did|does|do|is|was|are|were|the|a|an|has|have|had|will|would|can|could|of)\b)[\w'’-]+ ){0,2}"

@@ -198,13 +198,17 @@ _GENERIC_RELATIONS = frozenset("name names title kind type sort number amount pa
 
 
 def relation_asked(question: str) -> set[str]:
-    """The stems of the relation a "What is the N of Y?" question asks for ({"capit"} for "the capital of France"),
-    empty for other questions and for a generic N ("the name of"): the sentence that answers such a question
-    states the relation; one that only names a place of Y ("a meeting in Paris") does not."""
+    """The stems of the relation a "What is the N of Y?" question asks for ({"capital"} for "the capital of
+    France"), where N is answered by a name (a capital, a coach, a CEO; any N after "who"); empty for other
+    questions, for a descriptive N ("the cause of") and a generic one ("the name of"). The sentence that answers
+    such a question states the relation; one that only names a place of Y ("a meeting in Paris") does not."""
     m = _RELATION.match(question.strip())
     if not m:
         return set()
-    return {stem(w) for w in (m.group(1) or m.group(2)).lower().split() if w not in _GENERIC_RELATIONS | STOPWORDS}
+    nouns = (m.group(1) or m.group(2)).lower().split()
+    if not question.strip().lower().startswith("who") and not answer_type.names_a_holder(nouns[-1]):
+        return set()  # "What was the cause of the fire?" is answered without the word "cause"
+    return {stem(w) for w in nouns if w not in _GENERIC_RELATIONS | STOPWORDS}
 
 
 def stating(relation: set[str], question: str, ranked: list[Candidate]) -> list[Candidate]:

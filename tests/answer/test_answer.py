@@ -60,6 +60,12 @@ def test_a_relation_is_answered_by_the_sentence_that_states_it(seeded: qa.Assist
     assert "Mayor Ilse Marten" in answer.citations[0].quote
 
 
+def test_a_descriptive_relation_is_still_answered_without_its_word(seeded: qa.Assistant):
+    answer = seeded.ask("What was the cause of the wildfire near Caldera Springs?")
+    assert not answer.abstained  # which of its sentences is quoted is the support model's choice
+    assert answer.citations[0].title.startswith("Wildfire Near Caldera Springs")
+
+
 @pytest.mark.parametrize(
     ("sentence", "states"),
     [
@@ -84,6 +90,10 @@ def test_only_what_is_the_n_of_questions_ask_for_a_relation():
     assert relation_asked("Who is Twitter's CEO?") == {"ceo"}
     assert relation_asked("What was the name of the Florida Huguenot colony?") == set()  # generic
     assert relation_asked("Why did Russia decline?") == set()
+    # answered by a description, rarely by a sentence that holds the noun: left to the support model
+    assert relation_asked("What was the cause of the fire?") == set()
+    assert relation_asked("What was the result of the vote?") == set()
+    assert relation_asked("Who was the architect of the deal?") == {"architect"}  # any N after "who"
 
 
 def test_answers_render_as_markdown_with_sources(seeded: qa.Assistant):
