@@ -63,6 +63,9 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+ISO_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"  # a `published` that filters read as a date
+
+
 def filter_sql(filters: Filters) -> tuple[str, list]:
     """The filters as a WHERE clause over `articles a`; the same meaning as qa.store.milvus.filter_expr."""
     clauses, args = ["1"], []
@@ -76,8 +79,8 @@ def filter_sql(filters: Filters) -> tuple[str, list]:
         clauses.append("a.published != '' AND a.published <= ?")
         args.append(filters.until)
     if filters.as_of:  # ISO dates compare as text; an unreadable date counts as undated
-        clauses.append("(a.published NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' OR a.published <= ?)")
-        args.append(filters.as_of)
+        clauses.append("(a.published NOT GLOB ? OR a.published <= ?)")
+        args += [ISO_DATE_GLOB, filters.as_of]
     return " AND ".join(clauses), args
 
 

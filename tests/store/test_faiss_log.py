@@ -253,3 +253,27 @@ def _dense_for(store: SQLiteStore, q: np.ndarray, filters: Filters) -> list[str]
         hits = view.dense(q, 10, filters)
         records = view.passages([rid for rid, _ in hits])
         return [records[rid][0].article_id for rid, _ in hits]
+
+
+def test_an_as_of_date_that_excludes_nothing_is_searched_unfiltered_until_a_later_article_arrives(tmp_path: Path):
+    """The web chat asks as of today: over past news the filter allows every row, so it is dropped (the fast
+    unfiltered path); once an article dated after it is indexed (a new generation), the filter applies again."""
+    store = log_store(tmp_path / "store", LOG)
+    vecs = clustered(61)
+    batch = [Upsert(*_dated(i, f"2023-01-{1 + i % 28:02d}"), vecs[i : i + 1]) for i in range(60)]
+    store.commit(batch, [], {}, "test-model")
+    today = Filters(as_of="2023-02-01")
+    with store.read() as view:
+        assert view.effective(today) == Filters()
+        assert view.effective(Filters(as_of="2023-01-10")) == Filters(as_of="2023-01-10")  # excludes some
+        assert view.dense(vecs[60], 10, today) == view.dense(vecs[60], 10)
+    store.commit([Upsert(*_dated(60, "2023-03-01"), vecs[60:61])], [], {}, "test-model")
+    with store.read() as view:
+        assert view.effective(today) == today
+    assert "n60" not in _dense_for(store, vecs[60], today)  # its own vector: the best hit, were it allowed
+    assert _dense_for(store, vecs[60], Filters())[0] == "n60"
+
+
+def _dated(i: int, published: str) -> tuple:
+    a, chunks = article(f"n{i}", f"News item {i}.", source="wire", published=published)
+    return a, chunks[:1]
