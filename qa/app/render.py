@@ -104,7 +104,7 @@ def sources_html(answer: Answer) -> str:
     head = f'<div class="title">Sources for “{html.escape(answer.question)}”</div>'
     if answer.abstained or not answer.citations:
         why = (
-            f"No indexed passage supports an answer well enough (best support {answer.support:.2f}). "
+            f"No indexed passage was found to answer it (the best sentence's support: {answer.support:.2f}). "
             "Try other words, or add articles that cover it."
         )
         return f'<div class="sources">{head}<div class="note">{html.escape(why)}</div></div>'

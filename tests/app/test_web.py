@@ -169,7 +169,7 @@ def test_chat_turn_streams_then_shows_sources_errors_and_abstentions(seeded: qa.
 
     *_, (chat, turns, panel) = respond(seeded, "Who won the 2010 World Cup?", turns, "extractive", 5)
     assert "The articles don't say" in chat[-1]["content"] and "⚠️" not in chat[-1]["content"]
-    assert "supports an answer" in panel
+    assert "No indexed passage was found to answer it" in panel
 
     empty = qa.Assistant(Settings(index_dir=tmp_path / "none", backend="extractive"))
     *_, (chat, turns, panel) = respond(empty, SEED_QUESTION, [], "extractive", 5)
