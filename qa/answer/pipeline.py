@@ -128,7 +128,13 @@ class AskPipeline:
         else:
             # Retrieval found support but the model declined or wrote nothing checkable: quote the articles.
             answer = quoted
-            why = "declined" if checked.declined else "wrote nothing the sources support"
+            why = (
+                "declined"
+                if checked.declined
+                else "only restated the question"
+                if checked.restated
+                else "wrote nothing the sources support"
+            )
             answer.checks = checked.notes
             answer.notes = [*answer.notes, f"the model {why}; showing the supporting sentences instead"]
         answer.generated_text = raw

@@ -23,6 +23,11 @@ _DECLINE = re.compile(r"^\W*(the )?(articles?|sources?) (don'?t|do not|does not|
 _LEADING = re.compile(r"^(\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
 MIN_WORDS = 3
 FIGURE = re.compile(r"\d+(?:[.,]\d+)*")  # numbers as written: "3,000", "6.1", "42"
+_WH = frozenset("what which who whom whose where when how why".split())
+_TRUE_FALSE = re.compile(r"\b(true or false|false or true)\b", re.IGNORECASE)
+_ECHO_WORDS = 5  # a run of this many of the question's words around its wh-word, copied: the question echoed
+_NEW_NAME = re.compile(r"\b(?:[A-Z][\w'’-]*|\d[\d.,]*)")
+_NOT_NEW = frozenset("the a an he she it they this that these in on at his her their its".split())
 NAMED = ("PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW")
 
 
@@ -50,6 +55,26 @@ def states_name(name: str, source: str) -> bool:
     return bool(country) and country in places.countries_named(source)
 
 
+def restates(sentence: str, question: str) -> bool:
+    """A sentence that only gives the question back: every content word of it is the question's ("The White
+    House officials believe the objects ... were likely harmless" for "What do officials believe the objects
+    were?"), or it copies the question's words around its wh-word and names nothing new ("... warned that doing
+    what was as harmful to health as passive smoking causes harm"). Such a sentence answers nothing, however well
+    its source supports it. A true-or-false question is exempt: its statement is the claim the answer checks."""
+    if not question or _TRUE_FALSE.search(question):
+        return False
+    if not stems(sentence) - stems(question):
+        return True
+    q = re.findall(r"[a-z0-9'’]+", question.lower())
+    s = re.findall(r"[a-z0-9'’]+", sentence.lower())
+    n = _ECHO_WORDS
+    runs = {tuple(q[i : i + n]) for i in range(len(q) - n + 1) if _WH & set(q[i : i + n])}
+    if not any(tuple(s[i : i + n]) in runs for i in range(len(s) - n + 1)):
+        return False
+    asked = set(re.findall(r"[\w'’-]+", question))
+    return not {w for w in _NEW_NAME.findall(sentence) if w not in asked and w.lower() not in _NOT_NEW}
+
+
 def _numbers(text: str) -> list[int]:
     return [int(n) for group in _MARKERS.findall(text) for n in re.split(r"[,;]", group)]
 
@@ -60,6 +85,7 @@ class Verified:
     citations: list[Citation]
     declined: bool = False
     notes: list[str] = field(default_factory=list)
+    restated: bool = False  # every sentence only gave the question back
 
 
 def claim_support(
@@ -115,7 +141,12 @@ def verify(raw: str, sources: list[Candidate], embedder: Embedder, settings: Set
     names = claim_names([c for c, _ in claims], question)
     notes: list[str] = []
     kept: list[tuple[str, list[int], float]] = []  # sentence, 0-based source indexes, best support
+    echoed = 0
     for (sentence, cited), vec, named in zip(claims, claim_vecs, names, strict=True):
+        if restates(sentence, question):
+            notes.append(f"dropped a sentence that only restates the question: {sentence!r}")
+            echoed += 1
+            continue
         support = [
             claim_support(sentence, vec, src, sv, settings, named) for src, sv in zip(sources, source_vecs, strict=True)
         ]
@@ -137,7 +168,9 @@ def verify(raw: str, sources: list[Candidate], embedder: Embedder, settings: Set
             kept.append((sentence, [best], support[best]))
         else:
             notes.append(f"dropped a sentence no source supports: {sentence!r}")
-    return _renumber(kept, sources, notes)
+    verified = _renumber(kept, sources, notes)
+    verified.restated = echoed == len(claims)
+    return verified
 
 
 def _renumber(kept: list[tuple[str, list[int], float]], sources: list[Candidate], notes: list[str]) -> Verified:

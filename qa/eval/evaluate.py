@@ -108,6 +108,7 @@ def score_question(q: dict, passages: list[Passage], answer: Answer) -> dict[str
         "citations_correct": sum(cited_ok),
         "support": answer.support,
         "answer": answer.text,
+        "notes": answer.notes,  # why it was declined, or why the model's words were replaced by quotes
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from qa.answer.sentences import Candidate
-from qa.answer.verify import split_claims, verify
+from qa.answer.verify import restates, split_claims, verify
 from qa.indexing.embed import get_embedder
 from qa.schema import Passage
 from qa.settings import Settings
@@ -125,3 +125,29 @@ def test_a_name_stated_in_another_form_or_asked_is_supported(sources, embedder):
     assert not check(raw, sources, embedder).citations
     out = verify(raw, sources, embedder, Settings(min_claim_support=0.45), question="Why did the Kremlin decline?")
     assert out.citations and out.citations[0].quote == SOURCES[0]
+
+
+def test_a_sentence_that_only_restates_the_question_is_dropped(sources, embedder):
+    """Seen on real news: the model gives the question back as its answer ("The White House officials believe the
+    objects ... were likely harmless"), or copies it around its wh-word ("... warned that doing what was as
+    harmful ..."); its source supports it, yet it answers nothing."""
+    question = "Moscow declined the invitation to the meeting. How did it describe the meeting?"
+    echo = "Moscow declined the invitation to the meeting [1]."
+    out = verify(echo, sources, embedder, Settings(min_claim_support=0.45), question=question)
+    assert not out.citations and out.restated and any("only restates the question" in n for n in out.notes)
+    assert check(echo, sources, embedder).citations  # the same sentence answers another question
+    wh_echo = "Moscow declined the invitation. How did it describe the meeting: it described it as a meeting [1]."
+    assert verify(wh_echo, sources, embedder, Settings(min_claim_support=0.45), question=question).restated
+    both = f"{echo} It called the meeting one-sided because no Syrian government representatives were invited [1]."
+    out = verify(both, sources, embedder, Settings(min_claim_support=0.45), question=question)
+    assert not out.restated and out.text.startswith("It called the meeting one-sided") and len(out.citations) == 1
+
+
+def test_restates_exempts_true_or_false_and_answers_that_name_something_new():
+    assert restates("The objects were likely harmless balloons.", "What were the objects believed to be?") is False
+    assert restates(
+        "Officials believe the objects were harmless.", "What did officials believe the harmless objects were?"
+    )
+    question = "The Republicans are at odds over who should become the next House speaker. Who is the frontrunner?"
+    assert not restates("Kevin McCarthy is at odds over who should become the next House speaker.", question)
+    assert not restates("Jupiter has the most moons.", "True or false: Jupiter has the most moons.")
