@@ -22,12 +22,20 @@ def pick_sources(ranked: list[Candidate], n: int) -> list[Candidate]:
     return ranked[:n]
 
 
+HEADLINE_CHARS = 120
+
+
 def format_sources(sources: Sequence[Candidate]) -> str:
-    """One numbered line per sentence, led by its article's date and outlet (news is read as of a day)."""
+    """One numbered line per sentence, led by its article's date and outlet (news is read as of a day) and its
+    headline, which often names what the sentence only refers to ("She said ..." under "Ardern to resign")."""
     lines = []
     for i, c in enumerate(sources, start=1):
         who = c.passage.outlet or outlet(c.passage.source, c.passage.url)
+        headline = " ".join(c.passage.title.split())
+        if len(headline) > HEADLINE_CHARS:
+            headline = headline[:HEADLINE_CHARS].rsplit(" ", 1)[0] + " ..."
         meta = ", ".join(x for x in (c.passage.published, who) if x)
+        meta = "; ".join(x for x in (meta, f"headline: {headline}" if headline else "") if x)
         lines.append(f"[{i}] " + (f"({meta}) " if meta else "") + " ".join(c.text.split()))
     return "\n".join(lines)
 

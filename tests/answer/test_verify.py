@@ -151,3 +151,18 @@ def test_restates_exempts_true_or_false_and_answers_that_name_something_new():
     question = "The Republicans are at odds over who should become the next House speaker. Who is the frontrunner?"
     assert not restates("Kevin McCarthy is at odds over who should become the next House speaker.", question)
     assert not restates("Jupiter has the most moons.", "True or false: Jupiter has the most moons.")
+
+
+def test_the_model_reads_each_source_with_its_date_outlet_and_headline():
+    """A news sentence often names only "she" or "the country"; its headline names whom it is about."""
+    from qa.answer.generate import HEADLINE_CHARS, format_sources
+
+    text = "She said she would step down no later than February 7."
+    long_title = "Jacinda Ardern to resign as New Zealand prime minister " + "and more words " * 20
+    dated = Passage("b:0", "b", long_title, "nz.txt", "", "2023-01-19", text, 0, len(text), (), outlet="Reuters")
+    bare = Passage("c:0", "c", "", "c.txt", "", "", text, 0, len(text), ())
+    lines = format_sources([Candidate(0, dated, 0, len(text), text), Candidate(1, bare, 0, len(text), text)])
+    first, second = lines.splitlines()
+    assert first.startswith("[1] (2023-01-19, Reuters; headline: Jacinda Ardern to resign as New Zealand prime")
+    assert first.endswith(f"...) {text}") and len(first) < len(text) + HEADLINE_CHARS + 50
+    assert second == f"[2] {text}"
