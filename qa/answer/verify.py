@@ -16,7 +16,7 @@ from qa.indexing.chunk import sentence_spans
 from qa.indexing.embed import Embedder
 from qa.schema import Citation
 from qa.settings import Settings
-from qa.text import STOPWORDS, stems
+from qa.text import STOPWORDS, stems, words
 
 _MARKERS = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _DECLINE = re.compile(r"^\W*(the )?(articles?|sources?) (don'?t|do not|does not|doesn'?t) say", re.IGNORECASE)
@@ -27,7 +27,6 @@ _WH = frozenset("what which who whom whose where when how why".split())
 _TRUE_FALSE = re.compile(r"\b(true or false|false or true)\b", re.IGNORECASE)
 _ECHO_WORDS = 5  # a run of this many of the question's words around its wh-word, copied: the question echoed
 _NEW_NAME = re.compile(r"\b(?:[A-Z][\w'’-]*|\d[\d.,]*)")
-_NOT_NEW = frozenset("the a an he she it they this that these in on at his her their its".split())
 NAMED = ("PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW")
 
 
@@ -65,14 +64,13 @@ def restates(sentence: str, question: str) -> bool:
         return False
     if not stems(sentence) - stems(question):
         return True
-    q = re.findall(r"[a-z0-9'’]+", question.lower())
-    s = re.findall(r"[a-z0-9'’]+", sentence.lower())
+    q, s = words(question), words(sentence)
     n = _ECHO_WORDS
     runs = {tuple(q[i : i + n]) for i in range(len(q) - n + 1) if _WH & set(q[i : i + n])}
     if not any(tuple(s[i : i + n]) in runs for i in range(len(s) - n + 1)):
         return False
     asked = set(re.findall(r"[\w'’-]+", question))
-    return not {w for w in _NEW_NAME.findall(sentence) if w not in asked and w.lower() not in _NOT_NEW}
+    return not {w for w in _NEW_NAME.findall(sentence) if w not in asked and w.lower() not in STOPWORDS}
 
 
 def _numbers(text: str) -> list[int]:
